@@ -1,0 +1,59 @@
+//! Flags and subcommands.
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+use std::path::PathBuf;
+
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLAMBE_BUILD"), ")");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flambe",
+    version = VERSION,
+    about = "Run machine-learning experiments from one YAML file, here or on a cluster",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    arg_required_else_help = true,
+    after_help = "Examples:\n  flambe experiment.yaml                          run an experiment here\n  flambe experiment.yaml --dry-run                validate and print the plan\n  flambe cluster.yaml                             create (or reuse) a cluster\n  flambe experiment.yaml --cluster cluster.yaml   run the experiment on the cluster"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// More detail; repeat for more (-vv)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The runnable to run: an !Experiment, !Script, !SSHCluster or !AWSCluster YAML file
+    #[arg(value_name = "FILE.yaml", required = true)]
+    pub file: Option<PathBuf>,
+
+    /// Run on this cluster (created if it does not exist yet)
+    #[arg(long, value_name = "CLUSTER.yaml")]
+    pub cluster: Option<PathBuf>,
+
+    /// Replace what is in the way: a changed experiment's old results are set
+    /// aside (never deleted), a busy cluster's running experiment is stopped
+    #[arg(long)]
+    pub force: bool,
+
+    /// Validate and print the plan; run and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}

@@ -1,0 +1,15 @@
+//! One module per command; each parses nothing and prints what its library
+//! operation returns.
+
+mod completions;
+mod run;
+
+use crate::cli::{Cli, Command};
+use std::process::ExitCode;
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Completions { shell }) => completions::print(shell),
+        None => run::run(cli.run, cli.verbose),
+    }
+}

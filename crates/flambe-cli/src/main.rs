@@ -1,0 +1,18 @@
+//! The `flambe` command line: parses flags, calls one operation per command in
+//! the library crates, and renders the result. It holds no logic of its own.
+
+mod cli;
+mod commands;
+mod render;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = commands::dispatch(cli);
+    match result {
+        Ok(code) => code,
+        Err(err) => render::error(&err),
+    }
+}

@@ -1,0 +1,33 @@
+//! # flambe-config: the YAML runnables
+//!
+//! A flambe config file holds one *runnable*, named by its tag: `!Experiment`,
+//! `!Script`, `!SSHCluster` or `!AWSCluster`, optionally preceded by an
+//! untagged *extensions* document (Flambé's layout).
+//!
+//! Loading goes in three steps, each in its own module:
+//!
+//! 1. [`yaml`] parses the text into a node tree that keeps every node's
+//!    position and tag and refuses duplicate keys, excessive nesting and alias
+//!    bombs (no recursion on input depth: hostile input cannot overflow).
+//! 2. [`load`] decodes the tree into the typed structs of [`model`], checking
+//!    types, ranges, required and unknown fields, unknown tags, `reduce` against
+//!    what a stage can produce, and `{placeholders}` ([`template`]) against the
+//!    params, resources and earlier stages. `~` and `$VAR` expand in paths
+//!    ([`paths`]); relative paths are taken against the config file's folder.
+//! 3. Every failure is a [`ConfigError`]: file:line:column, the offending line
+//!    quoted with a caret, what was expected, and a hint where one helps.
+//!
+//! Nothing downstream re-validates: a loaded config is a valid config.
+
+pub mod decode;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod paths;
+pub mod template;
+pub mod yaml;
+
+pub use error::{ConfigError, Source};
+pub use load::{load_file, load_str};
+pub use model::*;
+pub use template::Template;

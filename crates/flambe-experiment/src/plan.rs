@@ -1,0 +1,61 @@
+//! The plan of an experiment: what each stage will run, before anything runs.
+//! `--dry-run` prints exactly this, and the engine runs exactly this.
+
+use crate::search::{Params, expand};
+use flambe_config::{Experiment, Stage};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentPlan {
+    pub name: String,
+    pub stages: Vec<StagePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePlan {
+    pub name: String,
+    /// The stage's own search space, expanded.
+    pub variants: Vec<Params>,
+    /// Surviving trials of the previous stage; `None` for the first stage.
+    pub parents: Option<u64>,
+    /// `parents × variants`.
+    pub trials: u64,
+    /// How many trials go on to the next stage.
+    pub survivors: u64,
+    pub cpus: f64,
+    pub gpus: u32,
+}
+
+pub fn plan(exp: &Experiment) -> ExperimentPlan {
+    let mut parents: Option<u64> = None;
+    let stages = exp
+        .pipeline
+        .iter()
+        .map(|stage| {
+            let variants = expand(stage, exp.seed);
+            let trials = parents.unwrap_or(1) * variants.len() as u64;
+            let survivors = stage.reduce.map_or(trials, |r| u64::from(r).min(trials));
+            let plan = StagePlan {
+                name: stage.name.clone(),
+                variants,
+                parents,
+                trials,
+                survivors,
+                cpus: stage.cpus,
+                gpus: stage.gpus,
+            };
+            parents = Some(survivors);
+            plan
+        })
+        .collect();
+    ExperimentPlan {
+        name: exp.name.clone(),
+        stages,
+    }
+}
+
+/// A trial's id: the stage name and its index within the stage, readable and
+/// stable across reruns (`train-007`).
+pub fn trial_id(stage: &Stage, index: usize) -> String {
+    format!("{}-{index:03}", stage.name)
+}
