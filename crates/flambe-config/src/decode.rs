@@ -104,6 +104,12 @@ impl<'a> Fields<'a> {
 
 /// The known name closest to `name`, when it is close enough to be a typo.
 pub fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    // `region` for `region_name`: a known name that extends the typed one.
+    if name.len() >= 4
+        && let Some(k) = known.iter().find(|k| k.starts_with(name))
+    {
+        return Some(k);
+    }
     known
         .iter()
         .map(|k| {

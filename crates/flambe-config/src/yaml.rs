@@ -157,16 +157,45 @@ pub fn parse_documents(src: &Source) -> Result<Vec<Node>, ConfigError> {
     for item in Parser::new_from_str(&src.text) {
         let (event, span) = item.map_err(|e| {
             let m = e.marker();
-            let pos = Pos {
+            let mut pos = Pos {
                 line: m.line(),
                 col: m.col() + 1,
             };
-            src.error_at(pos, 1, format!("invalid YAML: {}", e.info()))
-                .expected("well-formed YAML (check indentation, quotes and brackets)")
+            // The scanner reports a tab at the token it was reading; point at
+            // the tab itself, which is what the user must change.
+            let tab = e
+                .info()
+                .contains("tab")
+                .then(|| first_tab_from(&src.text, pos))
+                .flatten();
+            if let Some(tab) = tab {
+                pos = tab;
+            }
+            let err = src
+                .error_at(pos, 1, format!("invalid YAML: {}", e.info()))
+                .expected("well-formed YAML (check indentation, quotes and brackets)");
+            if tab.is_some() {
+                err.hint("YAML indents with spaces only, never tabs")
+            } else {
+                err
+            }
         })?;
         builder.event(src, event, span)?;
     }
     Ok(builder.documents)
+}
+
+fn first_tab_from(text: &str, from: Pos) -> Option<Pos> {
+    text.lines()
+        .enumerate()
+        .skip(from.line.saturating_sub(1))
+        .find_map(|(i, line)| {
+            let col = line.chars().position(|c| c == '\t')?;
+            Some(Pos {
+                line: i + 1,
+                col: col + 1,
+            })
+        })
 }
 
 enum Open {

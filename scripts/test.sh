@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs (idempotent, quiet), then runs all of it:
+# formatting, lints, and every test of the workspace. Used by .ci/run.
+#
+#   scripts/test.sh            install + fmt + clippy + tests
+#   SKIP_INSTALL=1 scripts/test.sh   skip the install step
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
+
+# Python tools the tests use, in one venv every test host user can read.
+# Debian's python3 (not a pyenv one under /root) so non-root users can run it.
+TOOLS=${FLAMBE_TEST_TOOLS:-/opt/flambe-test}
+export FLAMBE_TEST_PYTHON="$TOOLS/venv/bin/python"
+
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  step "installing test prerequisites into $TOOLS"
+  need_apt=()
+  for pkg in python3-venv rsync; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+  done
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
+  if [ ! -x "$FLAMBE_TEST_PYTHON" ]; then
+    /usr/bin/python3 -m venv "$TOOLS/venv"
+  fi
+  # tensorboard: its own EventAccumulator is the reference reader of the
+  # event files flambe writes.
+  if ! "$FLAMBE_TEST_PYTHON" -c 'import tensorboard' 2>/dev/null; then
+    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check 'tensorboard==2.*'
+  fi
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --quiet --all-targets -- -D warnings
+
+step "cargo test"
+test_start=$(date +%s)
+log=$(mktemp)
+set +e
+cargo test --quiet --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo
+echo "suite: tests took $(( $(date +%s) - test_start ))s, everything $(( $(date +%s) - start ))s"
+echo "$passed passed, $failed failed"
+exit "$status"
