@@ -1,1 +1,96 @@
-//! placeholder
+//! # flambe-executor: where a trial's command runs
+//!
+//! An executor takes a [`JobSpec`] (a command, its folder, environment and
+//! CPU/GPU needs) and reports [`JobEvent`]s on a channel: started, each
+//! metrics line the job appends to `$FLAMBE_METRICS` (read live), output
+//! lines, and how it finished. It knows nothing of stages or searches; the
+//! experiment engine decides what to launch and what an outcome means.
+//!
+//! - [`local`]: child processes on this machine, as many at once as their
+//!   CPUs and GPUs fit, each in its own process group so that stopping a job
+//!   stops everything it started.
+//! - [`metrics`]: the JSON-lines metrics format shared by every executor.
+
+pub mod local;
+pub mod metrics;
+
+pub use local::{LocalExecutor, detect_cpus, detect_gpus};
+pub use metrics::{MetricLine, parse_metric_line};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One run of one command.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The trial id; every event names it.
+    pub id: String,
+    /// Run with `bash -c`.
+    pub command: String,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub cpus: f64,
+    pub gpus: u32,
+    pub timeout: Option<Duration>,
+    /// stdout and stderr are appended to these files.
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    /// Truncated at start; the job appends JSON lines to it.
+    pub metrics: PathBuf,
+    /// Also send every output line as a [`JobEvent::Output`].
+    pub echo: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    Started {
+        id: String,
+        pid: u32,
+        gpus: Vec<u32>,
+    },
+    Metric {
+        id: String,
+        line: usize,
+        metric: MetricLine,
+    },
+    BadMetricLine {
+        id: String,
+        line: usize,
+        error: String,
+    },
+    Output {
+        id: String,
+        stderr: bool,
+        line: String,
+    },
+    Finished {
+        id: String,
+        outcome: Outcome,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command exited with this code.
+    Exited(i32),
+    /// Killed by a signal nobody here sent.
+    Signaled(i32),
+    /// Ran past its timeout and was stopped.
+    TimedOut,
+    /// Stopped on request (early stopping, Ctrl-C).
+    Cancelled,
+    /// Could not be started at all.
+    SpawnFailed(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Exited(code) => write!(f, "exited with code {code}"),
+            Outcome::Signaled(sig) => write!(f, "killed by signal {sig}"),
+            Outcome::TimedOut => write!(f, "timed out"),
+            Outcome::Cancelled => write!(f, "stopped"),
+            Outcome::SpawnFailed(why) => write!(f, "could not start: {why}"),
+        }
+    }
+}

@@ -1,1 +1,9 @@
-//! placeholder
+//! # flambe-report: what people look at
+//!
+//! [`tensorboard`] writes every metric a trial reports into TensorBoard event
+//! files next to the trial's output, so `tensorboard --logdir save_path/NAME`
+//! shows every trial as a run. The live report site builds on this crate.
+
+pub mod tensorboard;
+
+pub use tensorboard::EventWriter;

@@ -1,0 +1,486 @@
+//! Jobs as child processes of this one.
+//!
+//! Each job runs `bash -c COMMAND` in its own process group, with stdout and
+//! stderr appended to its files, and dies with this process (PDEATHSIG) so a
+//! killed driver leaves no orphan training behind. The metrics file is read
+//! while the job runs, every 100 ms. GPUs are handed out by index through
+//! `CUDA_VISIBLE_DEVICES`; a job without GPUs gets an empty one (no GPU).
+
+use crate::metrics::parse_metric_line;
+use crate::{JobEvent, JobSpec, Outcome};
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::fs::{File, OpenOptions};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, mpsc};
+
+/// How often a running job's metrics file is read.
+const METRICS_POLL: Duration = Duration::from_millis(100);
+/// How long a job gets after SIGTERM before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// CPUs of this machine (what the scheduler may fill).
+pub fn detect_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// GPUs `nvidia-smi` lists; 0 where it is missing or fails.
+pub fn detect_gpus() -> u32 {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=index", "--format=csv,noheader"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count() as u32
+        })
+}
+
+struct Running {
+    cpus: f64,
+    gpus: Vec<u32>,
+    cancel: Arc<Notify>,
+}
+
+pub struct LocalExecutor {
+    cpus_total: f64,
+    cpus_used: f64,
+    gpus_free: Vec<u32>,
+    running: HashMap<String, Running>,
+    events: mpsc::UnboundedSender<JobEvent>,
+}
+
+impl LocalExecutor {
+    pub fn new(cpus: f64, gpus: u32, events: mpsc::UnboundedSender<JobEvent>) -> LocalExecutor {
+        LocalExecutor {
+            cpus_total: cpus,
+            cpus_used: 0.0,
+            gpus_free: (0..gpus).collect(),
+            running: HashMap::new(),
+            events,
+        }
+    }
+
+    /// Whether a job needing `cpus` and `gpus` can start now.
+    pub fn fits(&self, cpus: f64, gpus: u32) -> bool {
+        self.cpus_used + cpus <= self.cpus_total + 1e-9 && self.gpus_free.len() >= gpus as usize
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Start a job; its resources stay taken until [`release`](Self::release).
+    pub fn launch(&mut self, spec: JobSpec) {
+        let gpus: Vec<u32> = self.gpus_free.drain(..spec.gpus as usize).collect();
+        self.cpus_used += spec.cpus;
+        let cancel = Arc::new(Notify::new());
+        self.running.insert(
+            spec.id.clone(),
+            Running {
+                cpus: spec.cpus,
+                gpus: gpus.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        tokio::spawn(run_job(spec, gpus, cancel, self.events.clone()));
+    }
+
+    /// Give back a finished job's CPUs and GPUs.
+    pub fn release(&mut self, id: &str) {
+        if let Some(job) = self.running.remove(id) {
+            self.cpus_used = (self.cpus_used - job.cpus).max(0.0);
+            self.gpus_free.extend(job.gpus);
+            self.gpus_free.sort_unstable();
+        }
+    }
+
+    /// Stop a job (SIGTERM to its group, SIGKILL after a grace period).
+    pub fn cancel(&self, id: &str) {
+        if let Some(job) = self.running.get(id) {
+            job.cancel.notify_one();
+        }
+    }
+
+    pub fn cancel_all(&self) {
+        for job in self.running.values() {
+            job.cancel.notify_one();
+        }
+    }
+}
+
+async fn run_job(
+    spec: JobSpec,
+    gpus: Vec<u32>,
+    cancel: Arc<Notify>,
+    events: mpsc::UnboundedSender<JobEvent>,
+) {
+    let id = spec.id.clone();
+    let outcome = match spawn(&spec, &gpus).await {
+        Err(e) => Outcome::SpawnFailed(e.to_string()),
+        Ok(child) => supervise(spec, child, gpus, cancel, &events).await,
+    };
+    let _ = events.send(JobEvent::Finished { id, outcome });
+}
+
+async fn spawn(spec: &JobSpec, gpus: &[u32]) -> std::io::Result<Child> {
+    tokio::fs::create_dir_all(&spec.cwd).await?;
+    File::create(&spec.metrics).await?;
+    let devices: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(&spec.command)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("CUDA_VISIBLE_DEVICES", devices.join(","))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
+    // child when this process dies, so a killed driver leaves no orphans.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+async fn supervise(
+    spec: JobSpec,
+    mut child: Child,
+    gpus: Vec<u32>,
+    cancel: Arc<Notify>,
+    events: &mpsc::UnboundedSender<JobEvent>,
+) -> Outcome {
+    let id = spec.id.clone();
+    let pid = child.id().unwrap_or(0);
+    let _ = events.send(JobEvent::Started {
+        id: id.clone(),
+        pid,
+        gpus,
+    });
+    let copiers = [
+        child.stdout.take().map(|s| {
+            tokio::spawn(copy_lines(
+                s,
+                spec.stdout.clone(),
+                spec.echo.then(|| (id.clone(), false, events.clone())),
+            ))
+        }),
+        child.stderr.take().map(|s| {
+            tokio::spawn(copy_lines(
+                s,
+                spec.stderr.clone(),
+                spec.echo.then(|| (id.clone(), true, events.clone())),
+            ))
+        }),
+    ];
+    let mut tail = MetricsTail::new(&spec);
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut poll = tokio::time::interval(METRICS_POLL);
+    let outcome = loop {
+        tokio::select! {
+            status = child.wait() => {
+                break match status {
+                    Ok(s) => match (s.code(), s.signal()) {
+                        (Some(code), _) => Outcome::Exited(code),
+                        (None, Some(sig)) => Outcome::Signaled(sig),
+                        _ => Outcome::Exited(-1),
+                    },
+                    Err(e) => Outcome::SpawnFailed(e.to_string()),
+                };
+            }
+            _ = poll.tick() => tail.read(events).await,
+            _ = cancel.notified() => {
+                stop_group(&mut child, pid).await;
+                break Outcome::Cancelled;
+            }
+            _ = sleep_until(deadline) => {
+                stop_group(&mut child, pid).await;
+                break Outcome::TimedOut;
+            }
+        }
+    };
+    // Whatever the command left running in its group goes with it.
+    signal_group(pid, libc::SIGKILL);
+    for copier in copiers.into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
+    }
+    tail.read(events).await;
+    tail.finish(events);
+    outcome
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal_group(pid: u32, signal: i32) {
+    if pid > 0 {
+        // SAFETY: plain syscall; the group id is the child's pid (process_group(0)).
+        unsafe {
+            libc::kill(-(pid as i32), signal);
+        }
+    }
+}
+
+async fn stop_group(child: &mut Child, pid: u32) {
+    signal_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+async fn copy_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    path: std::path::PathBuf,
+    echo: Option<(String, bool, mpsc::UnboundedSender<JobEvent>)>,
+) {
+    let Ok(mut file) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await
+    else {
+        return;
+    };
+    let mut lines = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match lines.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let _ = file.write_all(&buf).await;
+                let _ = file.flush().await;
+                if let Some((id, stderr, events)) = &echo {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    let _ = events.send(JobEvent::Output {
+                        id: id.clone(),
+                        stderr: *stderr,
+                        line,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Reads the lines a job appends to its metrics file, as they come.
+struct MetricsTail {
+    id: String,
+    path: std::path::PathBuf,
+    offset: u64,
+    partial: String,
+    line: usize,
+}
+
+impl MetricsTail {
+    fn new(spec: &JobSpec) -> MetricsTail {
+        MetricsTail {
+            id: spec.id.clone(),
+            path: spec.metrics.clone(),
+            offset: 0,
+            partial: String::new(),
+            line: 0,
+        }
+    }
+
+    async fn read(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
+        let Some(chunk) = read_from(&self.path, self.offset).await else {
+            return;
+        };
+        self.offset += chunk.len() as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            self.emit(line.trim(), events);
+        }
+    }
+
+    /// A last line without a newline still counts once the job is done.
+    fn finish(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
+        let rest = std::mem::take(&mut self.partial);
+        if !rest.trim().is_empty() {
+            self.emit(rest.trim(), events);
+        }
+    }
+
+    fn emit(&mut self, line: &str, events: &mpsc::UnboundedSender<JobEvent>) {
+        self.line += 1;
+        if line.is_empty() {
+            return;
+        }
+        let event = match parse_metric_line(line) {
+            Ok(metric) => JobEvent::Metric {
+                id: self.id.clone(),
+                line: self.line,
+                metric,
+            },
+            Err(error) => JobEvent::BadMetricLine {
+                id: self.id.clone(),
+                line: self.line,
+                error,
+            },
+        };
+        let _ = events.send(event);
+    }
+}
+
+async fn read_from(path: &Path, offset: u64) -> Option<Vec<u8>> {
+    let mut file = File::open(path).await.ok()?;
+    file.seek(SeekFrom::Start(offset)).await.ok()?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).await.ok()?;
+    (!buf.is_empty()).then_some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, id: &str, command: &str) -> JobSpec {
+        JobSpec {
+            id: id.to_string(),
+            command: command.to_string(),
+            cwd: dir.join(id),
+            env: vec![(
+                "FLAMBE_METRICS".into(),
+                dir.join(format!("{id}.jsonl")).display().to_string(),
+            )],
+            cpus: 1.0,
+            gpus: 0,
+            timeout: None,
+            stdout: dir.join(format!("{id}.out")),
+            stderr: dir.join(format!("{id}.err")),
+            metrics: dir.join(format!("{id}.jsonl")),
+            echo: false,
+        }
+    }
+
+    async fn finish(rx: &mut mpsc::UnboundedReceiver<JobEvent>) -> (Vec<JobEvent>, Outcome) {
+        let mut seen = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            if let JobEvent::Finished { outcome, .. } = ev {
+                return (seen, outcome);
+            }
+            seen.push(ev);
+        }
+        panic!("channel closed")
+    }
+
+    #[tokio::test]
+    async fn runs_a_command_and_reads_its_metrics_and_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut ex = LocalExecutor::new(2.0, 0, tx);
+        ex.launch(spec(
+            dir.path(),
+            "a",
+            r#"echo hello; echo oops >&2; echo '{"step": 1, "acc": 0.5}' >> $FLAMBE_METRICS; echo 'junk' >> $FLAMBE_METRICS; printf '{"step": 2, "acc": 0.7}' >> $FLAMBE_METRICS; exit 3"#,
+        ));
+        let (events, outcome) = finish(&mut rx).await;
+        assert_eq!(outcome, Outcome::Exited(3));
+        let metrics: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::Metric { metric, .. } => Some((metric.step, metric.values[0].1)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(metrics, vec![(Some(1), 0.5), (Some(2), 0.7)]);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, JobEvent::BadMetricLine { line: 2, .. }))
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.out")).unwrap(),
+            "hello\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.err")).unwrap(),
+            "oops\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_and_cancel_stop_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut ex = LocalExecutor::new(2.0, 0, tx);
+        let mut s = spec(dir.path(), "t", "sleep 30 & echo $! > child.pid; wait");
+        s.timeout = Some(Duration::from_millis(300));
+        ex.launch(s);
+        let (_, outcome) = finish(&mut rx).await;
+        assert_eq!(outcome, Outcome::TimedOut);
+        let pid: i32 = std::fs::read_to_string(dir.path().join("t/child.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone_within(pid, Duration::from_secs(5)),
+            "the background sleep outlived its job"
+        );
+        ex.release("t");
+
+        ex.launch(spec(dir.path(), "c", "sleep 30"));
+        assert!(matches!(rx.recv().await, Some(JobEvent::Started { .. })));
+        ex.cancel("c");
+        let (_, outcome) = finish(&mut rx).await;
+        assert_eq!(outcome, Outcome::Cancelled);
+    }
+
+    /// A process is gone once it no longer exists or is a zombie (killed,
+    /// not yet reaped by whoever inherited it). Polls: a signal's delivery
+    /// has no event to wait on.
+    fn gone_within(pid: i32, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(stat)
+                    if stat
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|s| s.trim_start().starts_with('Z')) =>
+                {
+                    return true;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn resources_are_reserved_and_released() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let ex = LocalExecutor::new(2.0, 1, tx);
+        assert!(ex.fits(2.0, 1));
+        assert!(!ex.fits(2.5, 0));
+        assert!(!ex.fits(1.0, 2));
+    }
+}

@@ -1,0 +1,59 @@
+//! Metrics lines: `{"step": 3, "val_acc": 0.81, "loss": 0.4}`.
+//!
+//! `step` is optional (the line number is used without it); every other
+//! numeric field is a metric; strings, booleans, nulls and nested values are
+//! ignored, so trainers may log extra context on the same line.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricLine {
+    pub step: Option<i64>,
+    pub values: Vec<(String, f64)>,
+}
+
+pub fn parse_metric_line(line: &str) -> Result<MetricLine, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(map) = value else {
+        return Err("not a JSON object (expected {\"step\": N, \"metric\": value})".to_string());
+    };
+    let mut step = None;
+    let mut values = Vec::new();
+    for (key, v) in map {
+        if key == "step" {
+            step = match v
+                .as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            {
+                Some(s) => Some(s),
+                None => return Err(format!("`step` is not an integer: {v}")),
+            };
+        } else if let Some(f) = v.as_f64() {
+            values.push((key, f));
+        }
+    }
+    Ok(MetricLine { step, values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_steps_and_numbers_only() {
+        let m = parse_metric_line(r#"{"step": 3, "acc": 0.5, "note": "x", "n": 2}"#).unwrap();
+        assert_eq!(m.step, Some(3));
+        assert_eq!(
+            m.values,
+            vec![("acc".to_string(), 0.5), ("n".to_string(), 2.0)]
+        );
+        assert_eq!(parse_metric_line(r#"{"acc": 1}"#).unwrap().step, None);
+        assert!(
+            parse_metric_line("[1]")
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        assert!(parse_metric_line("{oops").unwrap_err().contains("not JSON"));
+        assert!(parse_metric_line(r#"{"step": "a"}"#).is_err());
+    }
+}

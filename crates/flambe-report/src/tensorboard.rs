@@ -1,0 +1,153 @@
+//! TensorBoard event files, written without TensorFlow.
+//!
+//! An event file is a TFRecord stream of `Event` protocol buffers: each record
+//! is `u64 length | masked crc32c(length) | bytes | masked crc32c(bytes)`, all
+//! little-endian. The first event carries `file_version = "brain.Event:2"`;
+//! each scalar is an event with `step`, `wall_time` and a `Summary` holding
+//! `(tag, simple_value)`. The messages below are the subset of TensorBoard's
+//! `event.proto` / `summary.proto` that scalars use, with the same field
+//! numbers. No maintained crate writes these (see CRATE-NOTES), and the tests
+//! check the files with TensorBoard's own reader.
+
+use prost::Message;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, PartialEq, Message)]
+struct Event {
+    #[prost(double, tag = "1")]
+    wall_time: f64,
+    #[prost(int64, tag = "2")]
+    step: i64,
+    #[prost(string, optional, tag = "3")]
+    file_version: Option<String>,
+    #[prost(message, optional, tag = "5")]
+    summary: Option<Summary>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    value: Vec<SummaryValue>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SummaryValue {
+    #[prost(string, tag = "1")]
+    tag: String,
+    #[prost(float, optional, tag = "2")]
+    simple_value: Option<f32>,
+}
+
+/// Appends scalar events to one event file.
+pub struct EventWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl EventWriter {
+    /// Create a new event file in `dir` (made if missing).
+    pub fn create(dir: &Path) -> io::Result<EventWriter> {
+        std::fs::create_dir_all(dir)?;
+        let now = now();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string());
+        let path = dir.join(format!("events.out.tfevents.{}.{host}.flambe", now as u64));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut writer = EventWriter {
+            path,
+            out: BufWriter::new(file),
+        };
+        writer.write_event(&Event {
+            wall_time: now,
+            step: 0,
+            file_version: Some("brain.Event:2".to_string()),
+            summary: None,
+        })?;
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One event holding every scalar reported at `step`.
+    pub fn scalars(&mut self, step: i64, values: &[(String, f64)]) -> io::Result<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.write_event(&Event {
+            wall_time: now(),
+            step,
+            file_version: None,
+            summary: Some(Summary {
+                value: values
+                    .iter()
+                    .map(|(tag, v)| SummaryValue {
+                        tag: tag.clone(),
+                        simple_value: Some(*v as f32),
+                    })
+                    .collect(),
+            }),
+        })
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn write_event(&mut self, event: &Event) -> io::Result<()> {
+        let data = event.encode_to_vec();
+        let len = (data.len() as u64).to_le_bytes();
+        self.out.write_all(&len)?;
+        self.out.write_all(&masked_crc(&len).to_le_bytes())?;
+        self.out.write_all(&data)?;
+        self.out.write_all(&masked_crc(&data).to_le_bytes())
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// TFRecord's CRC: crc32c, rotated and offset so that CRCs of CRCs differ.
+fn masked_crc(bytes: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(bytes);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_framed_with_valid_crcs() {
+        let dir = std::env::temp_dir().join(format!("flambe-tb-{}", std::process::id()));
+        let mut w = EventWriter::create(&dir).unwrap();
+        w.scalars(3, &[("acc".into(), 0.5)]).unwrap();
+        w.flush().unwrap();
+        let bytes = std::fs::read(w.path()).unwrap();
+        let mut at = 0;
+        let mut records = 0;
+        while at < bytes.len() {
+            let len_bytes = &bytes[at..at + 8];
+            let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
+            let len_crc = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+            assert_eq!(len_crc, masked_crc(len_bytes));
+            let data = &bytes[at + 12..at + 12 + len];
+            let data_crc =
+                u32::from_le_bytes(bytes[at + 12 + len..at + 16 + len].try_into().unwrap());
+            assert_eq!(data_crc, masked_crc(data));
+            at += 16 + len;
+            records += 1;
+        }
+        assert_eq!(records, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
