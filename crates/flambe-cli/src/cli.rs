@@ -47,6 +47,14 @@ pub struct RunArgs {
     /// Validate and print the plan; run and change nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// CPUs local trials may fill (default: the experiment's `devices`, else all)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// GPUs local trials may use (default: the experiment's `devices`, else what nvidia-smi lists)
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,7 +14,7 @@
 pub mod local;
 pub mod metrics;
 
-pub use local::{LocalExecutor, detect_cpus, detect_gpus};
+pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_stale_group};
 pub use metrics::{MetricLine, parse_metric_line};
 
 use std::path::PathBuf;

@@ -46,6 +46,23 @@ pub fn detect_gpus() -> u32 {
         })
 }
 
+/// Kill what is left of a job a previous driver started (its process group),
+/// but only if that group's leader still carries `marker` (e.g.
+/// `FLAMBE_OUT=/path`) in its environment: a recycled pid is left alone.
+/// Returns whether a group was killed.
+pub fn kill_stale_group(pgid: i64, marker: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pgid}/environ")) else {
+        return false;
+    };
+    let ours = environ
+        .split(|b| *b == 0)
+        .any(|var| var == marker.as_bytes());
+    if ours {
+        signal_group(pgid as u32, libc::SIGKILL);
+    }
+    ours
+}
+
 struct Running {
     cpus: f64,
     gpus: Vec<u32>,

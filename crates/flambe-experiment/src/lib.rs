@@ -1,16 +1,28 @@
-//! # flambe-experiment: what an experiment runs
+//! # flambe-experiment: what an experiment runs, and running it
 //!
-//! From a validated [`flambe_config::Experiment`] to trials:
+//! From a validated [`flambe_config::Experiment`] to results:
 //!
 //! - [`search`] expands a stage's search space (`!g`, `!s`, `!c`, `!u`, `!lu`,
 //!   `samples`) into parameter sets, reproducibly from the experiment `seed`
 //!   with the fixed generator in [`rng`];
-//! - [`plan`] lays the stages end to end: a stage's trials are the surviving
-//!   trials of the previous stage times its own variants.
+//! - [`plan`] lays the stages end to end for `--dry-run`: a stage's trials are
+//!   the surviving trials of the previous stage times its own variants;
+//! - [`engine`] runs the stages on an executor, with retries and the stage's
+//!   scheduler ([`asha`]), recording everything in [`state`] (SQLite, WAL) so
+//!   that a killed run resumes where it was;
+//! - [`results`] ranks trials, picks survivors (`reduce`) and writes
+//!   `results.csv` / `results.json`.
 
+pub mod asha;
+pub mod engine;
 pub mod plan;
+pub mod results;
 pub mod rng;
 pub mod search;
+pub mod state;
 
+pub use engine::{EngineError, Event, Observer, RunOptions, run_local};
 pub use plan::{ExperimentPlan, StagePlan, plan, trial_id};
+pub use results::{Report, Row, StageResult};
 pub use search::{Params, expand, render_value};
+pub use state::Status;

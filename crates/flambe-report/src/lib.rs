@@ -2,8 +2,9 @@
 //!
 //! [`tensorboard`] writes every metric a trial reports into TensorBoard event
 //! files next to the trial's output, so `tensorboard --logdir save_path/NAME`
-//! shows every trial as a run. The live report site builds on this crate.
+//! shows every trial as a run. It is an [`flambe_experiment::Observer`]: the
+//! engine reports, this crate shows. The live report site builds on it.
 
 pub mod tensorboard;
 
-pub use tensorboard::EventWriter;
+pub use tensorboard::{EventWriter, TensorBoardObserver};

@@ -9,7 +9,9 @@
 //! numbers. No maintained crate writes these (see CRATE-NOTES), and the tests
 //! check the files with TensorBoard's own reader.
 
+use flambe_experiment::{Event as EngineEvent, Observer};
 use prost::Message;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -107,6 +109,70 @@ impl EventWriter {
         self.out.write_all(&masked_crc(&len).to_le_bytes())?;
         self.out.write_all(&data)?;
         self.out.write_all(&masked_crc(&data).to_le_bytes())
+    }
+}
+
+/// Writes each trial's metrics to event files in its folder: one file per
+/// attempt (a retry replaces the failed attempt's file, as its metrics are
+/// replaced in the results).
+#[derive(Default)]
+pub struct TensorBoardObserver {
+    writers: HashMap<String, EventWriter>,
+    /// Problems writing, reported once per trial by whoever shows them.
+    pub warnings: Vec<String>,
+}
+
+impl TensorBoardObserver {
+    fn warn(&mut self, id: &str, err: io::Error) {
+        self.writers.remove(id);
+        self.warnings.push(format!(
+            "cannot write TensorBoard events of trial {id}: {err}"
+        ));
+    }
+}
+
+impl Observer for TensorBoardObserver {
+    fn on(&mut self, event: EngineEvent<'_>) {
+        match event {
+            EngineEvent::TrialStarted { id, dir, .. } => {
+                remove_event_files(dir);
+                match EventWriter::create(dir) {
+                    Ok(w) => {
+                        self.writers.insert(id.to_string(), w);
+                    }
+                    Err(e) => self.warn(id, e),
+                }
+            }
+            EngineEvent::Metrics {
+                id, step, values, ..
+            } => {
+                if let Some(w) = self.writers.get_mut(id)
+                    && let Err(e) = w.scalars(step, values).and_then(|()| w.flush())
+                {
+                    self.warn(id, e);
+                }
+            }
+            EngineEvent::TrialFinished { id, .. } => {
+                if let Some(mut w) = self.writers.remove(id) {
+                    let _ = w.flush();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn remove_event_files(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 

@@ -1,16 +1,20 @@
 //! `flambe FILE.yaml [--cluster C.yaml] [--force] [--dry-run]`
 
 use crate::cli::RunArgs;
-use anyhow::{Context, bail};
+use crate::progress::Console;
+use anyhow::{Context, anyhow, bail};
 use flambe_config::{AwsCluster, ConfigFile, Experiment, Runnable, SshCluster, load_file};
-use flambe_experiment::{ExperimentPlan, render_value, trial_id};
+use flambe_experiment::{
+    EngineError, ExperimentPlan, Report, RunOptions, render_value, run_local, trial_id,
+};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Trials listed per stage in a dry run before the rest is summed up.
 const LISTED_TRIALS: usize = 40;
 
-pub fn run(args: RunArgs, _verbose: u8) -> anyhow::Result<ExitCode> {
-    let file = args.file.context("no config file given")?;
+pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    let file = args.file.clone().context("no config file given")?;
     let config = load_file(&file)?;
     let cluster = args.cluster.as_deref().map(load_file).transpose()?;
     if let Some(c) = &cluster {
@@ -39,11 +43,134 @@ pub fn run(args: RunArgs, _verbose: u8) -> anyhow::Result<ExitCode> {
         print_dry_run(&config, cluster.as_ref());
         return Ok(ExitCode::SUCCESS);
     }
-    bail!(
-        "running a {} is not available in this build yet; only `--dry-run` is\nhint: `flambe {} --dry-run` validates the file and prints the plan",
-        config.runnable.tag(),
-        file.display()
-    )
+    match (&config.runnable, &cluster) {
+        (Runnable::Experiment(exp), None) => run_experiment_here(exp, &file, &args, verbose),
+        (runnable, _) => bail!(
+            "running a {}{} is not available in this build yet\nhint: `flambe {} --dry-run` validates the file and prints the plan",
+            runnable.tag(),
+            if cluster.is_some() {
+                " on a cluster"
+            } else {
+                ""
+            },
+            file.display()
+        ),
+    }
+}
+
+fn run_experiment_here(
+    exp: &Experiment,
+    file: &Path,
+    args: &RunArgs,
+    verbose: u8,
+) -> anyhow::Result<ExitCode> {
+    let opts = RunOptions {
+        force: args.force,
+        cpus: args.cpus,
+        gpus: args.gpus,
+        echo: verbose > 0,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut console = Console::new();
+    let result = runtime.block_on(async {
+        let interrupt = Box::pin(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+            }
+        });
+        run_local(exp, &opts, &mut console, interrupt).await
+    });
+    let rerun = format!("flambe {}", file.display());
+    match result {
+        Ok(report) => {
+            print_ranked_table(&report);
+            println!("\nResults: {}", report.csv_path().display());
+            println!("TensorBoard: tensorboard --logdir {}", report.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(EngineError::Interrupted { dir, running }) => {
+            eprintln!(
+                "\nInterrupted: stopped {running} running trials; finished trials are kept in {}.\nRun the same command to resume: {rerun}",
+                dir.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+        Err(err @ EngineError::ChangedConfig { .. }) => Err(anyhow!(
+            "{err}\nhint: rerun with --force to set the old results aside (kept next to them as `{}.old-<time>`) and start afresh, or give the experiment another `name`",
+            exp.name
+        )),
+        Err(err @ EngineError::Resources { .. }) => Err(anyhow!(
+            "{err}\nhint: lower the stage's `cpus`/`gpus`, or tell flambe what this machine has with --cpus N / --gpus N (or `devices:` in the experiment)"
+        )),
+        Err(err @ EngineError::UnsetSecret { .. }) => Err(anyhow!(
+            "{err}\nhint: export it in this shell, then run `{rerun}` again"
+        )),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Rows shown per stage in the final table.
+const TABLE_ROWS: usize = 5;
+
+fn print_ranked_table(report: &Report) {
+    for stage in &report.stages {
+        let metric = stage.metric.as_deref().unwrap_or("-");
+        println!(
+            "\nstage {} (ranked by {metric}{})",
+            stage.name,
+            if stage.metric.is_some() {
+                match stage.mode {
+                    flambe_config::Mode::Max => ", max",
+                    flambe_config::Mode::Min => ", min",
+                }
+            } else {
+                ""
+            }
+        );
+        println!(
+            "  {:<4} {:<14} {:<10} {:>10} {:>6} {:>8}  params",
+            "rank", "trial", "status", metric, "step", "time"
+        );
+        for (rank, row) in stage.rows.iter().enumerate().take(TABLE_ROWS) {
+            let value = row
+                .best_metric
+                .map_or("-".to_string(), |v| format!("{v:.4}"));
+            let step = row.best_step.map_or("-".to_string(), |s| s.to_string());
+            let time = row
+                .duration_s
+                .map_or("-".to_string(), |d| format!("{d:.1}s"));
+            let mut params: Vec<String> = row
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", render_value(v)))
+                .collect();
+            if let Some(parent) = &row.parent {
+                params.insert(0, format!("(from {parent})"));
+            }
+            let keep =
+                if stage.survivors.contains(&row.id) && stage.survivors.len() < stage.rows.len() {
+                    "*"
+                } else {
+                    " "
+                };
+            println!(
+                "  {:<4} {:<14} {:<10} {value:>10} {step:>6} {time:>8}  {}",
+                format!("{}{keep}", rank + 1),
+                row.id,
+                row.status.as_str(),
+                params.join(" ")
+            );
+        }
+        if stage.rows.len() > TABLE_ROWS {
+            println!("  … {} more in results.csv", stage.rows.len() - TABLE_ROWS);
+        }
+    }
 }
 
 fn print_dry_run(config: &ConfigFile, cluster: Option<&ConfigFile>) {

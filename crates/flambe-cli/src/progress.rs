@@ -1,0 +1,172 @@
+//! The console view of a run: one progress bar per stage (done/total,
+//! running, failed, best metric so far, elapsed) when stderr is a terminal;
+//! one line per stage otherwise. With `-v`, every trial output line too.
+
+use flambe_experiment::{Event, Observer, StageResult, Status};
+use flambe_report::TensorBoardObserver;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+
+pub struct Console {
+    multi: MultiProgress,
+    bars: HashMap<String, StageBar>,
+    pub tensorboard: TensorBoardObserver,
+}
+
+struct StageBar {
+    bar: ProgressBar,
+    metric: Option<String>,
+    maximize: bool,
+    running: usize,
+    failed: usize,
+    best: Option<(f64, String)>,
+}
+
+impl StageBar {
+    fn refresh(&self) {
+        let mut msg = format!("running {} · failed {}", self.running, self.failed);
+        if let (Some(metric), Some((best, id))) = (&self.metric, &self.best) {
+            msg.push_str(&format!(" · best {metric} {best:.4} ({id})"));
+        }
+        self.bar.set_message(msg);
+    }
+}
+
+impl Console {
+    pub fn new() -> Console {
+        Console {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: HashMap::new(),
+            tensorboard: TensorBoardObserver::default(),
+        }
+    }
+
+    /// A line above the bars (or plain stderr when there are none).
+    fn line(&self, text: &str) {
+        if self.multi.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            let _ = self.multi.println(text);
+        }
+    }
+}
+
+impl Observer for Console {
+    fn on(&mut self, event: Event<'_>) {
+        match &event {
+            Event::Begin {
+                dir,
+                cpus,
+                gpus,
+                resumed,
+            } => {
+                let verb = if *resumed { "Resuming" } else { "Running" };
+                self.line(&format!(
+                    "{verb} in {} ({cpus} CPUs, {gpus} GPUs)",
+                    dir.display()
+                ));
+            }
+            Event::StageBegin {
+                stage,
+                total,
+                done,
+                failed,
+            } => {
+                let bar = self.multi.add(ProgressBar::new(*total as u64));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>10} [{bar:25}] {pos}/{len} {msg} [{elapsed}]",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(stage.name.clone());
+                bar.set_position(*done as u64);
+                let sb = StageBar {
+                    bar,
+                    metric: stage.metric.clone(),
+                    maximize: stage.mode == flambe_config::Mode::Max,
+                    running: 0,
+                    failed: *failed,
+                    best: None,
+                };
+                sb.refresh();
+                self.bars.insert(stage.name.clone(), sb);
+            }
+            Event::TrialStarted { stage, .. } => {
+                if let Some(sb) = self.bars.get_mut(*stage) {
+                    sb.running += 1;
+                    sb.refresh();
+                }
+            }
+            Event::Metrics {
+                stage, id, values, ..
+            } => {
+                if let Some(sb) = self.bars.get_mut(*stage)
+                    && let Some(metric) = &sb.metric
+                    && let Some((_, v)) = values.iter().find(|(k, _)| k == metric)
+                {
+                    let better = sb
+                        .best
+                        .as_ref()
+                        .is_none_or(|(b, _)| if sb.maximize { v > b } else { v < b });
+                    if better {
+                        sb.best = Some((*v, id.to_string()));
+                        sb.refresh();
+                    }
+                }
+            }
+            Event::TrialFinished {
+                stage,
+                id,
+                status,
+                detail,
+            } => {
+                if let Some(sb) = self.bars.get_mut(*stage) {
+                    sb.running = sb.running.saturating_sub(1);
+                    match status {
+                        Status::Failed => {
+                            sb.failed += 1;
+                            sb.bar.inc(1);
+                        }
+                        Status::Pending => {}
+                        _ => sb.bar.inc(1),
+                    }
+                    sb.refresh();
+                }
+                if matches!(status, Status::Failed | Status::Pending) {
+                    self.line(&format!("trial {id} failed: {detail}"));
+                }
+            }
+            Event::Output { id, line, .. } => self.line(&format!("[{id}] {line}")),
+            Event::Warning(text) => self.line(&format!("warning: {text}")),
+            Event::StageEnd { result } => {
+                if let Some(sb) = self.bars.remove(&result.name) {
+                    sb.bar.finish();
+                }
+                self.line(&stage_summary(result));
+            }
+        }
+        self.tensorboard.on(event);
+        for warning in std::mem::take(&mut self.tensorboard.warnings) {
+            self.line(&format!("warning: {warning}"));
+        }
+    }
+}
+
+fn stage_summary(r: &StageResult) -> String {
+    let mut s = format!(
+        "stage {}: {} trials, {} succeeded, {} stopped early, {} failed",
+        r.name,
+        r.rows.len(),
+        r.count(Status::Succeeded),
+        r.count(Status::Stopped),
+        r.count(Status::Failed)
+    );
+    if let (Some(metric), Some(best)) = (&r.metric, r.rows.first())
+        && let Some(v) = best.best_metric
+    {
+        s.push_str(&format!("; best {metric} {v:.4} ({})", best.id));
+    }
+    s
+}

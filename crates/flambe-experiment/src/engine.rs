@@ -1,0 +1,764 @@
+//! The driver: runs an experiment's stages in order on an executor,
+//! recording everything in the [`Store`] as it happens.
+//!
+//! For each stage it creates the trials (surviving parents × the stage's own
+//! variants; existing ones are kept, so a rerun resumes), launches pending
+//! trials as the executor has room, reads their metrics live, applies the
+//! stage's scheduler, retries failures up to `max_failures`, and ranks the
+//! finished trials to pick the survivors. What happens is reported to an
+//! [`Observer`] (progress bars, TensorBoard files), which never decides
+//! anything.
+
+use crate::asha::{Asha, Decision};
+use crate::plan::trial_id;
+use crate::results::{Report, ResultsError, StageResult, stage_result, write_results};
+use crate::search::{expand, render_value};
+use crate::state::{Status, Store, Trial};
+use flambe_config::template::{Ref, classify};
+use flambe_config::{EnvValue, EnvVar, Experiment, ResourceLocation, Scheduler, Stage};
+use flambe_executor::{JobEvent, JobSpec, LocalExecutor, Outcome, kill_stale_group};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use tokio::sync::mpsc;
+
+/// What a run may use and how it behaves beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Set a changed experiment's old results aside and start afresh.
+    pub force: bool,
+    /// CPUs and GPUs to fill; `None`: the config's `devices`, else detected.
+    pub cpus: Option<f64>,
+    pub gpus: Option<u32>,
+    /// Report every output line of every trial.
+    pub echo: bool,
+}
+
+/// What happened, for whoever shows it.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The run begins; `dir` holds its results.
+    Begin {
+        dir: &'a Path,
+        cpus: f64,
+        gpus: u32,
+        resumed: bool,
+    },
+    StageBegin {
+        stage: &'a Stage,
+        total: usize,
+        done: usize,
+        failed: usize,
+    },
+    TrialStarted {
+        stage: &'a str,
+        id: &'a str,
+        attempt: u32,
+        dir: &'a Path,
+    },
+    Metrics {
+        stage: &'a str,
+        id: &'a str,
+        step: i64,
+        values: &'a [(String, f64)],
+    },
+    TrialFinished {
+        stage: &'a str,
+        id: &'a str,
+        status: Status,
+        detail: &'a str,
+    },
+    Output {
+        id: &'a str,
+        stderr: bool,
+        line: &'a str,
+    },
+    Warning(String),
+    StageEnd {
+        result: &'a StageResult,
+    },
+}
+
+pub trait Observer {
+    fn on(&mut self, event: Event<'_>);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "experiment `{name}` already has results in {} from a different config (changed: {})",
+        dir.display(),
+        changes.join(", ")
+    )]
+    ChangedConfig {
+        name: String,
+        dir: PathBuf,
+        changes: Vec<String>,
+    },
+    #[error("stage `{stage}` needs {need} per trial, but this machine offers {have}")]
+    Resources {
+        stage: String,
+        need: String,
+        have: String,
+    },
+    #[error("`{name}: !env {var}` needs the environment variable `{var}`, which is not set")]
+    UnsetSecret { name: String, var: String },
+    #[error("interrupted: {running} running trials were stopped")]
+    Interrupted { dir: PathBuf, running: usize },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("experiment state in {}: {source}", path.display())]
+    State {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// Run (or resume) an experiment on this machine. Returns when every stage
+/// is done, or with [`EngineError::Interrupted`] once `interrupt` fires and
+/// the running trials are stopped (a rerun resumes).
+pub async fn run_local(
+    exp: &Experiment,
+    opts: &RunOptions,
+    observer: &mut dyn Observer,
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Result<Report> {
+    let dir = exp.save_path.join(&exp.name);
+    let cpus = opts
+        .cpus
+        .or(exp.devices.cpus)
+        .unwrap_or_else(flambe_executor::detect_cpus);
+    let gpus = opts
+        .gpus
+        .or(exp.devices.gpus)
+        .unwrap_or_else(flambe_executor::detect_gpus);
+    check_resources(exp, cpus, gpus)?;
+    let base_env = resolve_env(&exp.env)?;
+    let (store, resumed) = prepare(exp, &dir, opts.force)?;
+    observer.on(Event::Begin {
+        dir: &dir,
+        cpus,
+        gpus,
+        resumed,
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut engine = Engine {
+        exp,
+        dir,
+        store,
+        observer,
+        executor: LocalExecutor::new(cpus, gpus, tx),
+        events: rx,
+        running: HashMap::new(),
+        base_env,
+        echo: opts.echo,
+        interrupt,
+    };
+    engine.run().await
+}
+
+fn check_resources(exp: &Experiment, cpus: f64, gpus: u32) -> Result<()> {
+    for stage in &exp.pipeline {
+        if stage.cpus > cpus + 1e-9 || stage.gpus > gpus {
+            return Err(EngineError::Resources {
+                stage: stage.name.clone(),
+                need: format!("{} CPUs and {} GPUs", stage.cpus, stage.gpus),
+                have: format!("{cpus} CPUs and {gpus} GPUs"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Literal values as written, `!env NAME` from this process's environment.
+fn resolve_env(vars: &[EnvVar]) -> Result<Vec<(String, String)>> {
+    vars.iter()
+        .map(|v| match &v.value {
+            EnvValue::Literal(s) => Ok((v.name.clone(), s.clone())),
+            EnvValue::FromEnv(var) => {
+                std::env::var(var)
+                    .map(|val| (v.name.clone(), val))
+                    .map_err(|_| EngineError::UnsetSecret {
+                        name: v.name.clone(),
+                        var: var.clone(),
+                    })
+            }
+        })
+        .collect()
+}
+
+/// The config as recorded in the state, for change detection. `devices` is
+/// left out: it says where to run, not what.
+fn fingerprint(exp: &Experiment) -> serde_json::Value {
+    let mut exp = exp.clone();
+    exp.devices = Default::default();
+    serde_json::to_value(&exp).unwrap_or_default()
+}
+
+/// Open (or create) the results folder and its store; refuse a changed
+/// config unless `force`, which moves the old folder aside.
+fn prepare(exp: &Experiment, dir: &Path, force: bool) -> Result<(Store, bool)> {
+    let db = dir.join("state.db");
+    let config = fingerprint(exp);
+    let state_err = |source| EngineError::State {
+        path: db.clone(),
+        source,
+    };
+    if db.exists() {
+        let store = Store::open(&db).map_err(state_err)?;
+        let old: Option<serde_json::Value> = store
+            .meta("config")
+            .map_err(state_err)?
+            .and_then(|s| serde_json::from_str(&s).ok());
+        match old {
+            Some(old) if old == config => return Ok((store, true)),
+            old => {
+                let changes = old.map_or_else(
+                    || vec!["(no config recorded)".to_string()],
+                    |o| diff(&o, &config),
+                );
+                if !force {
+                    return Err(EngineError::ChangedConfig {
+                        name: exp.name.clone(),
+                        dir: dir.to_path_buf(),
+                        changes,
+                    });
+                }
+                drop(store);
+                set_aside(dir)?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("trials")).map_err(|source| EngineError::Io {
+        what: format!("cannot create the results folder {}", dir.display()),
+        source,
+    })?;
+    let store = Store::open(&db).map_err(state_err)?;
+    store
+        .set_meta("config", &config.to_string())
+        .map_err(state_err)?;
+    store
+        .set_meta("created", &crate::state::now().to_string())
+        .map_err(state_err)?;
+    Ok((store, false))
+}
+
+/// `dir` → `dir.old-<unix time>`: old results are kept, never deleted.
+fn set_aside(dir: &Path) -> Result<PathBuf> {
+    let stamp = crate::state::now() as u64;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = dir.with_file_name(format!("{name}.old-{stamp}"));
+    std::fs::rename(dir, &aside).map_err(|source| EngineError::Io {
+        what: format!("cannot move {} aside to {}", dir.display(), aside.display()),
+        source,
+    })?;
+    Ok(aside)
+}
+
+/// Dotted paths where two configs differ (stages named, not numbered).
+pub fn diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, va) in x {
+                    match y.get(k) {
+                        Some(vb) => walk(&join(k), va, vb, out),
+                        None => out.push(join(k)),
+                    }
+                }
+                out.extend(y.keys().filter(|k| !x.contains_key(*k)).map(|k| join(k)));
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                    let label = va
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| i.to_string(), str::to_string);
+                    walk(&join(&label), va, vb, out);
+                }
+            }
+            _ if a != b => out.push(if path.is_empty() {
+                "(everything)".into()
+            } else {
+                path.to_string()
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    // Name the fields the user wrote: `run`, not its parsed parts; a param,
+    // not the inside of its search spec.
+    let mut named: Vec<String> = Vec::new();
+    for path in out {
+        let path = path.split(".run.").next().map_or(path.clone(), |p| {
+            if p.len() < path.len() {
+                format!("{p}.run")
+            } else {
+                path.clone()
+            }
+        });
+        let path = path.split(".spec").next().unwrap_or(&path).to_string();
+        if !named.contains(&path) {
+            named.push(path);
+        }
+    }
+    named
+}
+
+struct RunningTrial {
+    stage: usize,
+    trial: Trial,
+    attempt: u32,
+    reported: bool,
+    early_stop: Option<String>,
+}
+
+struct Engine<'a> {
+    exp: &'a Experiment,
+    dir: PathBuf,
+    store: Store,
+    observer: &'a mut dyn Observer,
+    executor: LocalExecutor,
+    events: mpsc::UnboundedReceiver<JobEvent>,
+    running: HashMap<String, RunningTrial>,
+    base_env: Vec<(String, String)>,
+    echo: bool,
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Engine<'_> {
+    fn state<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|source| EngineError::State {
+            path: self.dir.join("state.db"),
+            source,
+        })
+    }
+
+    async fn run(&mut self) -> Result<Report> {
+        let stale = self.state(self.store.recover())?;
+        for t in stale {
+            if let Some(pgid) = t.pgid {
+                let marker = format!("FLAMBE_OUT={}", self.out_dir(&t.id).display());
+                kill_stale_group(pgid, &marker);
+            }
+        }
+        let mut parents: Vec<Option<Trial>> = vec![None];
+        for (index, stage) in self.exp.pipeline.iter().enumerate() {
+            self.create_trials(stage, &parents)?;
+            let trials = self.state(self.store.stage_trials(&stage.name))?;
+            self.observer.on(Event::StageBegin {
+                stage,
+                total: trials.len(),
+                done: trials.iter().filter(|t| t.status.is_done()).count(),
+                failed: trials.iter().filter(|t| t.status == Status::Failed).count(),
+            });
+            let pending: VecDeque<Trial> =
+                trials.into_iter().filter(|t| !t.status.is_done()).collect();
+            let outcome = self.run_stage(index, pending).await;
+            if let Err(e) = outcome {
+                write_results(&self.dir, self.exp, &self.store)?;
+                return Err(e);
+            }
+            let result = self.state(stage_result(&self.store, stage))?;
+            self.observer.on(Event::StageEnd { result: &result });
+            if result.survivors.is_empty() && index + 1 < self.exp.pipeline.len() {
+                self.observer.on(Event::Warning(format!(
+                    "no trial of stage `{}` finished with its metric: the stages after it have nothing to run",
+                    stage.name
+                )));
+            }
+            parents = result
+                .survivors
+                .iter()
+                .map(|id| self.state(self.store.trial(id)))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .map(|t| Some(t.expect("a survivor is a recorded trial")))
+                .collect();
+            write_results(&self.dir, self.exp, &self.store)?;
+        }
+        Ok(write_results(&self.dir, self.exp, &self.store)?)
+    }
+
+    /// Surviving parents × the stage's variants, ids by index.
+    fn create_trials(&self, stage: &Stage, parents: &[Option<Trial>]) -> Result<()> {
+        let variants = expand(stage, self.exp.seed);
+        for (p, parent) in parents.iter().enumerate() {
+            for (v, params) in variants.iter().enumerate() {
+                let index = p * variants.len() + v;
+                let trial = Trial {
+                    id: trial_id(stage, index),
+                    stage: stage.name.clone(),
+                    index,
+                    parent: parent.as_ref().map(|t| t.id.clone()),
+                    params: params.clone(),
+                    status: Status::Pending,
+                    attempt: 0,
+                    failures: 0,
+                    started: None,
+                    ended: None,
+                    error: None,
+                    pgid: None,
+                };
+                self.state(self.store.ensure_trial(&trial))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_stage(&mut self, index: usize, mut queue: VecDeque<Trial>) -> Result<()> {
+        let stage = &self.exp.pipeline[index];
+        let mut asha = stage.scheduler.as_ref().map(|s| match s {
+            Scheduler::Asha {
+                max_t,
+                grace_period,
+                reduction_factor,
+            } => Asha::new(*max_t, *grace_period, *reduction_factor, stage.mode),
+        });
+        loop {
+            while !queue.is_empty() && self.executor.fits(stage.cpus, stage.gpus) {
+                let trial = queue.pop_front().expect("queue is not empty");
+                self.launch(index, trial)?;
+            }
+            if queue.is_empty() && self.executor.running() == 0 {
+                return Ok(());
+            }
+            tokio::select! {
+                event = self.events.recv() => {
+                    let Some(event) = event else { return Ok(()) };
+                    if let Some(retry) = self.handle(event, asha.as_mut())? {
+                        queue.push_back(retry);
+                    }
+                }
+                () = &mut self.interrupt => {
+                    let running = self.stop_all().await?;
+                    return Err(EngineError::Interrupted { dir: self.dir.clone(), running });
+                }
+            }
+        }
+    }
+
+    fn trial_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("trials").join(id)
+    }
+
+    fn out_dir(&self, id: &str) -> PathBuf {
+        self.trial_dir(id).join("out")
+    }
+
+    fn launch(&mut self, stage_index: usize, trial: Trial) -> Result<()> {
+        let stage = &self.exp.pipeline[stage_index];
+        let attempt = self.state(self.store.start_attempt(&trial.id))?;
+        let dir = self.trial_dir(&trial.id);
+        let out = self.out_dir(&trial.id);
+        let io = |what: String| move |source| EngineError::Io { what, source };
+        // A new attempt starts from an empty output folder.
+        if out.exists() {
+            std::fs::remove_dir_all(&out).map_err(io(format!("cannot clear {}", out.display())))?;
+        }
+        std::fs::create_dir_all(&out).map_err(io(format!("cannot create {}", out.display())))?;
+        let params_json = serde_json::Value::Object(trial.params.clone()).to_string();
+        std::fs::write(dir.join("params.json"), &params_json)
+            .map_err(io(format!("cannot write params of {}", trial.id)))?;
+        let command = match self.render(stage, &trial, &out) {
+            Ok(c) => c,
+            Err(why) => {
+                self.state(self.store.finish_attempt(
+                    &trial.id,
+                    attempt,
+                    &why,
+                    true,
+                    Status::Failed,
+                ))?;
+                self.observer.on(Event::TrialFinished {
+                    stage: &stage.name,
+                    id: &trial.id,
+                    status: Status::Failed,
+                    detail: &why,
+                });
+                return Ok(());
+            }
+        };
+        let mut env = vec![
+            ("FLAMBE_OUT".to_string(), out.display().to_string()),
+            (
+                "FLAMBE_METRICS".to_string(),
+                dir.join("metrics.jsonl").display().to_string(),
+            ),
+            ("FLAMBE_TRIAL".to_string(), trial.id.clone()),
+            ("FLAMBE_STAGE".to_string(), stage.name.clone()),
+            ("FLAMBE_PARAMS".to_string(), params_json),
+            ("FLAMBE_ATTEMPT".to_string(), attempt.to_string()),
+        ];
+        env.extend(self.base_env.iter().cloned());
+        env.extend(resolve_env(&stage.env)?);
+        let header = format!("=== flambe: {} attempt {attempt}: {command}\n", trial.id);
+        for log in ["stdout.log", "stderr.log"] {
+            append(&dir.join(log), &header)
+                .map_err(io(format!("cannot write {}", dir.join(log).display())))?;
+        }
+        self.observer.on(Event::TrialStarted {
+            stage: &stage.name,
+            id: &trial.id,
+            attempt,
+            dir: &dir,
+        });
+        self.executor.launch(JobSpec {
+            id: trial.id.clone(),
+            command,
+            cwd: out,
+            env,
+            cpus: stage.cpus,
+            gpus: stage.gpus,
+            timeout: stage.timeout,
+            stdout: dir.join("stdout.log"),
+            stderr: dir.join("stderr.log"),
+            metrics: dir.join("metrics.jsonl"),
+            echo: self.echo,
+        });
+        self.running.insert(
+            trial.id.clone(),
+            RunningTrial {
+                stage: stage_index,
+                trial,
+                attempt,
+                reported: false,
+                early_stop: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// The `run` command with every placeholder filled in.
+    fn render(
+        &self,
+        stage: &Stage,
+        trial: &Trial,
+        out: &Path,
+    ) -> std::result::Result<String, String> {
+        stage.run.render(|path| match classify(path) {
+            Ref::Out => Ok(out.display().to_string()),
+            Ref::Trial => Ok(trial.id.clone()),
+            Ref::Param(p) => trial
+                .params
+                .get(p)
+                .map(render_value)
+                .ok_or_else(|| format!("no param `{p}`")),
+            Ref::Resource(r) => self
+                .exp
+                .resources
+                .iter()
+                .find(|x| x.name == r)
+                .map(|x| match &x.location {
+                    ResourceLocation::Local(p) => p.display().to_string(),
+                    ResourceLocation::Cluster(p) => p.clone(),
+                })
+                .ok_or_else(|| format!("no resource `{r}`")),
+            Ref::UpstreamOut(s) => self
+                .ancestor(trial, s)
+                .map(|a| self.out_dir(&a.id).display().to_string()),
+            Ref::UpstreamParam(s, p) => self
+                .ancestor(trial, s)?
+                .params
+                .get(p)
+                .map(render_value)
+                .ok_or_else(|| format!("no param `{p}` in stage `{s}`")),
+            Ref::Invalid => Err(format!("unknown placeholder {{{}}}", path.join("."))),
+        })
+    }
+
+    /// The trial of stage `stage` that `trial` descends from.
+    fn ancestor(&self, trial: &Trial, stage: &str) -> std::result::Result<Trial, String> {
+        let mut current = trial.parent.clone();
+        while let Some(id) = current {
+            let t = self
+                .store
+                .trial(&id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("ancestor {id} is not recorded"))?;
+            if t.stage == stage {
+                return Ok(t);
+            }
+            current = t.parent;
+        }
+        Err(format!(
+            "trial {} has no ancestor in stage `{stage}`",
+            trial.id
+        ))
+    }
+
+    /// One executor event; returns a trial to retry.
+    fn handle(&mut self, event: JobEvent, asha: Option<&mut Asha>) -> Result<Option<Trial>> {
+        match event {
+            JobEvent::Started { id, pid, .. } => self.state(self.store.set_pgid(&id, pid))?,
+            JobEvent::Metric { id, line, metric } => {
+                let Some(rt) = self.running.get_mut(&id) else {
+                    return Ok(None);
+                };
+                let stage = &self.exp.pipeline[rt.stage];
+                let step = metric.step.unwrap_or(line as i64);
+                let attempt = rt.attempt;
+                let watched = stage
+                    .metric
+                    .as_ref()
+                    .and_then(|m| metric.values.iter().find(|(k, _)| k == m))
+                    .map(|(_, v)| *v);
+                if watched.is_some() {
+                    rt.reported = true;
+                }
+                if let (Some(value), Some(asha), None) = (watched, asha, &rt.early_stop) {
+                    let reason = match asha.on_result(&id, step, value) {
+                        Decision::Continue => None,
+                        Decision::StopBehind { rung } => {
+                            Some(format!("stopped early by ASHA: behind at step {rung}"))
+                        }
+                        Decision::StopBudget => {
+                            Some(format!("stopped by ASHA: reached max_t at step {step}"))
+                        }
+                    };
+                    if let Some(reason) = reason {
+                        rt.early_stop = Some(reason);
+                        self.executor.cancel(&id);
+                    }
+                }
+                self.state(
+                    self.store
+                        .record_metrics(&id, attempt, step, &metric.values),
+                )?;
+                self.observer.on(Event::Metrics {
+                    stage: &stage.name,
+                    id: &id,
+                    step,
+                    values: &metric.values,
+                });
+            }
+            JobEvent::BadMetricLine { id, line, error } => {
+                self.observer.on(Event::Warning(format!(
+                    "trial {id}: line {line} of its metrics file is ignored: {error}"
+                )));
+            }
+            JobEvent::Output { id, stderr, line } => self.observer.on(Event::Output {
+                id: &id,
+                stderr,
+                line: &line,
+            }),
+            JobEvent::Finished { id, outcome } => return self.finish(&id, outcome),
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self, id: &str, outcome: Outcome) -> Result<Option<Trial>> {
+        self.executor.release(id);
+        let Some(rt) = self.running.remove(id) else {
+            return Ok(None);
+        };
+        let stage = &self.exp.pipeline[rt.stage];
+        let (status, failed, detail) = match (&rt.early_stop, &outcome) {
+            (Some(reason), _) => (Status::Stopped, false, reason.clone()),
+            (None, Outcome::Exited(0)) if rt.reported || stage.metric.is_none() => {
+                (Status::Succeeded, false, outcome.to_string())
+            }
+            (None, Outcome::Exited(0)) => (
+                Status::Failed,
+                true,
+                format!(
+                    "exited with code 0 without reporting `{}`",
+                    stage.metric.as_deref().unwrap_or("")
+                ),
+            ),
+            (None, other) => (Status::Failed, true, other.to_string()),
+        };
+        let retry = failed && rt.trial.failures < self.exp.max_failures;
+        let status = if retry { Status::Pending } else { status };
+        self.state(
+            self.store
+                .finish_attempt(id, rt.attempt, &detail, failed, status),
+        )?;
+        let detail = if retry {
+            format!(
+                "{detail}; retrying ({} of {} retries)",
+                rt.trial.failures + 1,
+                self.exp.max_failures
+            )
+        } else {
+            detail
+        };
+        self.observer.on(Event::TrialFinished {
+            stage: &stage.name,
+            id,
+            status,
+            detail: &detail,
+        });
+        if retry {
+            return self.state(self.store.trial(id));
+        }
+        Ok(None)
+    }
+
+    /// Stop every running trial and record it as interrupted.
+    async fn stop_all(&mut self) -> Result<usize> {
+        let count = self.running.len();
+        self.executor.cancel_all();
+        while !self.running.is_empty() {
+            let Some(event) = self.events.recv().await else {
+                break;
+            };
+            if let JobEvent::Finished { id, .. } = event {
+                self.executor.release(&id);
+                if let Some(rt) = self.running.remove(&id) {
+                    self.state(self.store.interrupt(&id, rt.attempt))?;
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_names_stages_and_fields() {
+        let stage = |lr: f64, run: &str| {
+            json!({"name": "train", "run": {"source": run, "parts": [run]},
+                   "params": [{"name": "lr", "spec": {"grid": [lr, 0.5]}}]})
+        };
+        let a = json!({"seed": 1, "pipeline": [stage(0.1, "a"), {"name": "eval"}]});
+        let b = json!({"seed": 2, "pipeline": [stage(0.2, "b"), {"name": "eval"}]});
+        assert_eq!(
+            diff(&a, &b),
+            vec!["seed", "pipeline.train.run", "pipeline.train.params.lr"]
+        );
+    }
+}

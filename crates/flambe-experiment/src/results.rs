@@ -1,0 +1,222 @@
+//! Ranking and the results table: `results.json` and `results.csv`, one row
+//! per trial, written after every stage and at the end (also when stopped).
+//!
+//! Trials are ranked by their *best* value of the stage metric over their
+//! last attempt (an early-stopped trial keeps what it reached), then by
+//! trial index, so ties always break the same way.
+
+use crate::state::{MetricSummary, Status, Store, Trial};
+use flambe_config::{Experiment, Mode, Stage};
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub stage: String,
+    pub id: String,
+    pub parent: Option<String>,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub status: Status,
+    pub metric: Option<String>,
+    /// The last value reported of `metric`.
+    pub final_metric: Option<f64>,
+    pub best_metric: Option<f64>,
+    pub best_step: Option<i64>,
+    /// Attempts started, interrupted ones included.
+    pub attempts: u32,
+    pub duration_s: Option<f64>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub name: String,
+    pub metric: Option<String>,
+    pub mode: Mode,
+    /// Best first (see the module docs).
+    pub rows: Vec<Row>,
+    /// Ids of the trials that go on to the next stage, in index order.
+    pub survivors: Vec<String>,
+}
+
+impl StageResult {
+    pub fn count(&self, status: Status) -> usize {
+        self.rows.iter().filter(|r| r.status == status).count()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub stages: Vec<StageResult>,
+}
+
+impl Report {
+    pub fn csv_path(&self) -> PathBuf {
+        self.dir.join("results.csv")
+    }
+}
+
+/// The ranked rows of one stage and who survives it.
+pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResult> {
+    let trials = store.stage_trials(&stage.name)?;
+    let mut rows = Vec::with_capacity(trials.len());
+    for t in trials {
+        let summary = match &stage.metric {
+            Some(m) => store.metric_summary(&t.id, m, stage.mode == Mode::Max)?,
+            None => MetricSummary::default(),
+        };
+        let attempts = store.attempt_count(&t.id)?;
+        rows.push(row(stage, t, summary, attempts));
+    }
+    rows.sort_by(|a, b| rank(stage.mode, a, b));
+    let mut survivors: Vec<&Row> = rows.iter().filter(|r| eligible(stage, r)).collect();
+    if let Some(k) = stage.reduce {
+        survivors.truncate(k as usize);
+    }
+    survivors.sort_by_key(|r| r.index);
+    Ok(StageResult {
+        name: stage.name.clone(),
+        metric: stage.metric.clone(),
+        mode: stage.mode,
+        survivors: survivors.iter().map(|r| r.id.clone()).collect(),
+        rows,
+    })
+}
+
+fn row(stage: &Stage, t: Trial, s: MetricSummary, attempts: u32) -> Row {
+    Row {
+        stage: t.stage,
+        id: t.id,
+        parent: t.parent,
+        params: t.params,
+        status: t.status,
+        metric: stage.metric.clone(),
+        final_metric: s.last,
+        best_metric: s.best,
+        best_step: s.best_step,
+        attempts,
+        duration_s: match (t.started, t.ended) {
+            (Some(a), Some(b)) if t.status.is_done() => Some(b - a),
+            _ => None,
+        },
+        error: t.error,
+        index: t.index,
+    }
+}
+
+/// A finished trial that may have descendants: succeeded or stopped early,
+/// with the stage's metric reported when the stage has one.
+fn eligible(stage: &Stage, r: &Row) -> bool {
+    matches!(r.status, Status::Succeeded | Status::Stopped)
+        && (stage.metric.is_none() || r.best_metric.is_some())
+}
+
+fn rank(mode: Mode, a: &Row, b: &Row) -> Ordering {
+    let key = |r: &Row| match r.status {
+        Status::Succeeded | Status::Stopped => 0,
+        Status::Running | Status::Pending => 1,
+        Status::Failed => 2,
+    };
+    key(a)
+        .cmp(&key(b))
+        .then_with(|| match (a.best_metric, b.best_metric) {
+            (Some(x), Some(y)) => match mode {
+                Mode::Max => y.total_cmp(&x),
+                Mode::Min => x.total_cmp(&y),
+            },
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then(a.index.cmp(&b.index))
+}
+
+/// Build the report of every stage so far and write the results files.
+pub fn write_results(dir: &Path, exp: &Experiment, store: &Store) -> Result<Report, ResultsError> {
+    let mut stages = Vec::new();
+    for stage in &exp.pipeline {
+        stages.push(stage_result(store, stage)?);
+    }
+    let rows: Vec<&Row> = stages
+        .iter()
+        .flat_map(|s| {
+            let mut rows: Vec<&Row> = s.rows.iter().collect();
+            rows.sort_by_key(|r| r.index);
+            rows
+        })
+        .collect();
+    let json = serde_json::to_string_pretty(&rows)
+        .map_err(|e| ResultsError::Io(dir.join("results.json"), e.into()))?;
+    write_atomic(&dir.join("results.json"), json.as_bytes())?;
+    write_atomic(&dir.join("results.csv"), &csv_bytes(&rows)?)?;
+    Ok(Report {
+        dir: dir.to_path_buf(),
+        stages,
+    })
+}
+
+fn csv_bytes(rows: &[&Row]) -> Result<Vec<u8>, ResultsError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let io =
+        |e: csv::Error| ResultsError::Io(PathBuf::from("results.csv"), std::io::Error::other(e));
+    w.write_record([
+        "stage",
+        "id",
+        "parent",
+        "params",
+        "status",
+        "metric",
+        "final_metric",
+        "best_metric",
+        "best_step",
+        "attempts",
+        "duration_s",
+        "error",
+    ])
+    .map_err(io)?;
+    for r in rows {
+        w.write_record([
+            r.stage.clone(),
+            r.id.clone(),
+            r.parent.clone().unwrap_or_default(),
+            serde_json::Value::Object(r.params.clone()).to_string(),
+            r.status.as_str().to_string(),
+            r.metric.clone().unwrap_or_default(),
+            fmt(r.final_metric),
+            fmt(r.best_metric),
+            r.best_step.map(|s| s.to_string()).unwrap_or_default(),
+            r.attempts.to_string(),
+            r.duration_s.map(|d| format!("{d:.3}")).unwrap_or_default(),
+            r.error.clone().unwrap_or_default(),
+        ])
+        .map_err(io)?;
+    }
+    w.into_inner().map_err(|e| {
+        ResultsError::Io(
+            PathBuf::from("results.csv"),
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
+/// Write through a temporary file and rename, so a reader (or a crash) never
+/// sees half a results file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| ResultsError::Io(path.to_path_buf(), e))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("cannot write {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("cannot read the experiment state: {0}")]
+    State(#[from] rusqlite::Error),
+}
