@@ -59,9 +59,49 @@ pub struct RunArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Manage clusters made by `flambe CLUSTER.yaml`
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Hosts of one cluster (or every known cluster): reachable, CPUs, GPUs, flambe build
+    Status {
+        name: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command on every host (or one) and print each host's output
+    Exec {
+        name: String,
+        /// Only this host (e.g. lab_factory_0)
+        #[arg(long)]
+        host: Option<String>,
+        /// The command, after `--`
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Open a shell on a host (the orchestrator by default) with the cluster key
+    Ssh { name: String, host: Option<String> },
+    /// Copy with rsync; prefix the remote side with `:` (`./data :data`, `:out ./out`)
+    Rsync {
+        name: String,
+        src: String,
+        dest: String,
+        /// Only this host (uploads go to every host otherwise; downloads come from the orchestrator)
+        #[arg(long)]
+        host: Option<String>,
+        /// Delete files at the destination that the source does not have
+        #[arg(long)]
+        delete: bool,
+    },
+    /// SSH clusters: remove the cluster key from every host and forget the cluster
+    Down { name: String },
 }

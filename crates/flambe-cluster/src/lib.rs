@@ -4,10 +4,27 @@
 //! and N factories (the machines that run trials). Providers hand back hosts;
 //! everything after that is provider-agnostic.
 //!
-//! Today this crate knows what a cluster config *would* create ([`plan`]),
-//! which `--dry-run` prints. The host layer (SSH, rsync, keys, versioning)
-//! and the providers build on it.
+//! - [`plan`]: what a cluster config describes, without touching a machine
+//!   (`--dry-run`);
+//! - [`host`]: one host over OpenSSH with a multiplexed connection: run
+//!   commands (exit code, output, timeout), mkdir, tunnels, docker; every
+//!   failure names the host and the command;
+//! - [`sync`]: rsync up and down over the cluster's own ssh;
+//! - [`state`]: `~/.flambe/clusters/NAME/`: hosts, the cluster key pair
+//!   (0600), pinned host keys, an ssh_config;
+//! - [`versioning`]: every host runs this exact flambe build, by sha256;
+//! - [`ssh_provider`]: `!SSHCluster` up (idempotent, resumable setup);
+//! - [`cluster`]: a known cluster connected, and status / exec / down.
 
+pub mod cluster;
+pub mod home;
+pub mod host;
 pub mod plan;
+pub mod ssh_provider;
+pub mod state;
+pub mod sync;
+pub mod versioning;
 
+pub use cluster::{Cluster, ClusterError, HostStatus, down_ssh, known_clusters, status};
 pub use plan::{HostPlan, InstancePlan, Role, aws_instances, ssh_hosts};
+pub use ssh_provider::{UpReport, up};

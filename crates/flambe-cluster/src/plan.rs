@@ -1,10 +1,10 @@
 //! What a cluster config describes, computed without touching any machine.
 
 use flambe_config::{AwsCluster, SshCluster};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Orchestrator,

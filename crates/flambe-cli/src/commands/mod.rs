@@ -1,6 +1,7 @@
 //! One module per command; each parses nothing and prints what its library
 //! operation returns.
 
+mod cluster;
 mod completions;
 mod run;
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions { shell }) => completions::print(shell),
+        Some(Command::Cluster(cmd)) => cluster::run(cmd),
         None => run::run(cli.run, cli.verbose),
     }
 }

@@ -45,6 +45,7 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     }
     match (&config.runnable, &cluster) {
         (Runnable::Experiment(exp), None) => run_experiment_here(exp, &file, &args, verbose),
+        (Runnable::SshCluster(c), None) => super::cluster::up_ssh(c),
         (runnable, _) => bail!(
             "running a {}{} is not available in this build yet\nhint: `flambe {} --dry-run` validates the file and prints the plan",
             runnable.tag(),

@@ -1,0 +1,258 @@
+//! `flambe cluster …` and `flambe CLUSTER.yaml`.
+
+use crate::cli::ClusterCommand;
+use anyhow::{Context, bail};
+use flambe_cluster::{Cluster, ClusterError, HostStatus, UpReport};
+use flambe_config::SshCluster;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `flambe cluster.yaml` for an `!SSHCluster`.
+pub fn up_ssh(cfg: &SshCluster) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "Bringing up SSH cluster `{}` ({} hosts)…",
+        cfg.name,
+        1 + cfg.factories.len()
+    );
+    let report = runtime()?.block_on(flambe_cluster::up(cfg))?;
+    print_up(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_up(r: &UpReport) {
+    let verb = if r.created {
+        "created"
+    } else {
+        "ready (reused)"
+    };
+    println!("Cluster `{}` {verb} in {:.1}s", r.name, r.seconds);
+    println!(
+        "  {:<13} {:<28} {:<16} {:>4} {:>4}  {:<14} {:<8} setup",
+        "role", "host", "address", "cpus", "gpus", "platform", "flambe"
+    );
+    for h in &r.hosts {
+        let setup = match (h.setup_ran.len(), h.setup_skipped) {
+            (0, 0) => "-".to_string(),
+            (ran, skipped) => format!("{ran} ran, {skipped} already done"),
+        };
+        println!(
+            "  {:<13} {:<28} {:<16} {:>4} {:>4}  {:<14} {:<8} {setup}",
+            h.role.to_string(),
+            h.name,
+            h.address,
+            h.cpus,
+            h.gpus,
+            h.platform,
+            if h.binary_sent { "sent" } else { "same" }
+        );
+    }
+}
+
+pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match cmd {
+        ClusterCommand::Status { name, json } => {
+            let names = match name {
+                Some(n) => vec![n],
+                None => flambe_cluster::known_clusters(),
+            };
+            if names.is_empty() && !json {
+                println!("No clusters yet. Create one with `flambe CLUSTER.yaml`.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut all = serde_json::Map::new();
+            for n in &names {
+                let hosts = rt.block_on(flambe_cluster::status(n))?;
+                if json {
+                    all.insert(n.clone(), serde_json::to_value(&hosts)?);
+                } else {
+                    print_status(n, &hosts);
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Exec {
+            name,
+            host,
+            command,
+        } => rt.block_on(async {
+            let cluster = Cluster::open(&name).await?;
+            let results = cluster.exec(&command.join(" "), host.as_deref()).await?;
+            cluster.close().await;
+            let mut failed = 0;
+            for (host, result) in results {
+                match result {
+                    Ok(out) => {
+                        let code = out.code.unwrap_or(-1);
+                        println!("── {host} (exit {code})");
+                        print!("{}", out.stdout);
+                        eprint!("{}", out.stderr);
+                        if code != 0 {
+                            failed += 1;
+                        }
+                    }
+                    Err(e) => {
+                        println!("── {host}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
+        ClusterCommand::Ssh { name, host } => ssh_shell(&name, host.as_deref()),
+        ClusterCommand::Rsync {
+            name,
+            src,
+            dest,
+            host,
+            delete,
+        } => rt.block_on(rsync(&name, &src, &dest, host.as_deref(), delete)),
+        ClusterCommand::Down { name } => {
+            let (_, state) = flambe_cluster::cluster::load_state(&name)?;
+            if state.provider != "ssh" {
+                bail!(
+                    "cluster `{name}` is a {} cluster; `down` for it is not available in this build yet",
+                    state.provider
+                );
+            }
+            let cleaned = rt.block_on(flambe_cluster::down_ssh(&name))?;
+            println!(
+                "Cluster `{name}` is down: its key was removed from {} and its local state deleted.",
+                cleaned.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_status(name: &str, hosts: &[HostStatus]) {
+    println!("cluster {name}");
+    println!(
+        "  {:<13} {:<28} {:<16} {:<10} {:>4} {:>4}  flambe",
+        "role", "host", "address", "state", "cpus", "gpus"
+    );
+    for h in hosts {
+        let state = if h.reachable { "up" } else { "UNREACHABLE" };
+        let opt = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+        let build = match (&h.flambe, h.same_build) {
+            (Some(v), true) => format!("{v} (same build)"),
+            (Some(v), false) => format!("{v} (DIFFERENT build: rerun `flambe CLUSTER.yaml`)"),
+            (None, _) => "-".to_string(),
+        };
+        println!(
+            "  {:<13} {:<28} {:<16} {:<10} {:>4} {:>4}  {build}",
+            h.role.to_string(),
+            h.name,
+            h.address,
+            state,
+            opt(h.cpus),
+            opt(h.gpus)
+        );
+        if let Some(e) = &h.error {
+            println!("      {e}");
+        }
+    }
+}
+
+fn ssh_shell(name: &str, host: Option<&str>) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let (files, state) = flambe_cluster::cluster::load_state(name)?;
+    let target = match host {
+        Some(h) => {
+            state
+                .host(h)
+                .map(|h| h.name.clone())
+                .ok_or_else(|| ClusterError::UnknownHost {
+                    cluster: name.to_string(),
+                    host: h.to_string(),
+                    known: state
+                        .hosts
+                        .iter()
+                        .map(|h| h.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?
+        }
+        None => state
+            .orchestrator()
+            .map(|h| h.name.clone())
+            .context("the cluster has no orchestrator")?,
+    };
+    let err = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(files.ssh_config())
+        .arg("-o")
+        .arg("BatchMode=no")
+        .arg(&target)
+        .exec();
+    Err(err).context("cannot run ssh")
+}
+
+async fn rsync(
+    name: &str,
+    src: &str,
+    dest: &str,
+    host: Option<&str>,
+    delete: bool,
+) -> anyhow::Result<ExitCode> {
+    let cluster = Cluster::open(name).await?;
+    let result = async {
+        match (src.strip_prefix(':'), dest.strip_prefix(':')) {
+            (None, Some(remote)) => {
+                let hosts: Vec<&flambe_cluster::host::Host> = match host {
+                    Some(h) => vec![cluster.host(h)?],
+                    None => cluster.hosts.iter().collect(),
+                };
+                for h in hosts {
+                    flambe_cluster::sync::rsync_up(
+                        &cluster.files,
+                        h,
+                        Path::new(src),
+                        remote,
+                        delete,
+                    )
+                    .await?;
+                    println!("{src} → {}:{remote}", h.name());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            (Some(remote), None) => {
+                let h = match host {
+                    Some(h) => cluster.host(h)?,
+                    None => cluster.orchestrator(),
+                };
+                flambe_cluster::sync::rsync_down(
+                    &cluster.files,
+                    h,
+                    remote,
+                    Path::new(dest),
+                    delete,
+                )
+                .await?;
+                println!("{}:{remote} → {dest}", h.name());
+                Ok(ExitCode::SUCCESS)
+            }
+            _ => bail!(
+                "exactly one side must be remote, written with a leading `:` (e.g. `./data :data`)"
+            ),
+        }
+    }
+    .await;
+    cluster.close().await;
+    result
+}

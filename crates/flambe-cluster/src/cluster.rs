@@ -1,0 +1,295 @@
+//! A known cluster, connected: what every command after creation uses
+//! (status, exec, rsync, down, and the runnables that run on it). It reaches
+//! hosts with the cluster's own key only.
+
+use crate::home::cluster_dir;
+use crate::host::{Host, HostError, Output, Target};
+use crate::plan::Role;
+use crate::state::{ClusterFiles, ClusterState, HostState};
+use crate::versioning::local_binary;
+use futures::future::join_all;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "no cluster named `{0}` is known here\nhint: create it with `flambe CLUSTER.yaml`; `flambe cluster status` lists known clusters"
+    )]
+    NotFound(String),
+    #[error("cannot reach {} of {total} hosts; nothing was changed:\n{}", .errors.len(), list(.errors))]
+    Unreachable {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("setup failed on {} of {total} hosts:\n{}\nhint: fix the command and run the same command again: setup resumes at the command that failed", .errors.len(), list(.errors))]
+    Setup {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("{0}")]
+    Host(#[from] HostError),
+    #[error("no host named `{host}` in cluster `{cluster}` (hosts: {known})")]
+    UnknownHost {
+        cluster: String,
+        host: String,
+        known: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn list(errors: &[HostError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let what = what.into();
+    move |source| ClusterError::Io { what, source }
+}
+
+pub fn target(state: &ClusterState, h: &HostState) -> Target {
+    Target {
+        name: h.name.clone(),
+        addr: h.connect.clone(),
+        port: state.port,
+        user: state.username.clone(),
+    }
+}
+
+/// Names of every cluster with local state.
+pub fn known_clusters() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(crate::home::clusters_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("cluster.json").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+pub fn load_state(name: &str) -> Result<(ClusterFiles, ClusterState), ClusterError> {
+    let files = ClusterFiles::new(cluster_dir(name));
+    match files
+        .load()
+        .map_err(io_err(format!("cannot read {}", files.state().display())))?
+    {
+        Some(state) => Ok((files, state)),
+        None => Err(ClusterError::NotFound(name.to_string())),
+    }
+}
+
+pub struct Cluster {
+    pub files: ClusterFiles,
+    pub state: ClusterState,
+    /// Connected hosts, orchestrator first, in state order.
+    pub hosts: Vec<Host>,
+}
+
+impl Cluster {
+    /// Connect to every host of a known cluster with the cluster key.
+    pub async fn open(name: &str) -> Result<Cluster, ClusterError> {
+        let (files, state) = load_state(name)?;
+        let targets: Vec<Target> = state.hosts.iter().map(|h| target(&state, h)).collect();
+        let results = join_all(targets.iter().map(|t| Host::connect(&files, t, None))).await;
+        let mut hosts = Vec::new();
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(h) => hosts.push(h),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            let total = state.hosts.len();
+            for h in hosts {
+                h.close().await;
+            }
+            return Err(ClusterError::Unreachable { total, errors });
+        }
+        Ok(Cluster {
+            files,
+            state,
+            hosts,
+        })
+    }
+
+    pub fn host(&self, name: &str) -> Result<&Host, ClusterError> {
+        self.hosts
+            .iter()
+            .find(|h| h.name() == name)
+            .ok_or_else(|| ClusterError::UnknownHost {
+                cluster: self.state.name.clone(),
+                host: name.to_string(),
+                known: self
+                    .hosts
+                    .iter()
+                    .map(|h| h.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    pub fn orchestrator(&self) -> &Host {
+        &self.hosts[0]
+    }
+
+    /// Run a command on every host (or one), in parallel.
+    pub async fn exec(
+        &self,
+        command: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<(String, Result<Output, HostError>)>, ClusterError> {
+        let hosts: Vec<&Host> = match only {
+            Some(name) => vec![self.host(name)?],
+            None => self.hosts.iter().collect(),
+        };
+        let results = join_all(hosts.iter().map(|h| h.run(command))).await;
+        Ok(hosts
+            .iter()
+            .map(|h| h.name().to_string())
+            .zip(results)
+            .collect())
+    }
+
+    pub async fn close(self) {
+        for h in self.hosts {
+            h.close().await;
+        }
+    }
+}
+
+/// One line of `flambe cluster status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub role: Role,
+    pub address: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub cpus: Option<u32>,
+    pub gpus: Option<u32>,
+    /// `flambe --version` as the host prints it.
+    pub flambe: Option<String>,
+    /// The host runs exactly this build (same sha256).
+    pub same_build: bool,
+}
+
+/// The status of every host of a known cluster; unreachable hosts are
+/// reported, not fatal.
+pub async fn status(name: &str) -> Result<Vec<HostStatus>, ClusterError> {
+    let (files, state) = load_state(name)?;
+    let (_, local_hash) = local_binary().map_err(io_err("cannot read the local flambe binary"))?;
+    let probe = "nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; \
+                 sha256sum -b .flambe/bin/flambe 2>/dev/null | cut -d' ' -f1; echo; \
+                 .flambe/bin/flambe --version 2>/dev/null || true";
+    let checks = state.hosts.iter().map(|h| {
+        let files = &files;
+        let state = &state;
+        let local_hash = &local_hash;
+        async move {
+            let mut s = HostStatus {
+                name: h.name.clone(),
+                role: h.role,
+                address: h.connect.clone(),
+                reachable: false,
+                error: None,
+                cpus: None,
+                gpus: None,
+                flambe: None,
+                same_build: false,
+            };
+            let host = match tokio::time::timeout(
+                Duration::from_secs(15),
+                Host::connect(files, &target(state, h), None),
+            )
+            .await
+            {
+                Ok(Ok(host)) => host,
+                Ok(Err(e)) => {
+                    s.error = Some(e.to_string());
+                    return s;
+                }
+                Err(_) => {
+                    s.error = Some("no answer within 15 s".to_string());
+                    return s;
+                }
+            };
+            s.reachable = true;
+            match host.run(probe).await {
+                Ok(out) => {
+                    let lines: Vec<&str> = out.stdout.lines().collect();
+                    s.cpus = lines.first().and_then(|l| l.trim().parse().ok());
+                    s.gpus = lines.get(1).and_then(|l| l.trim().parse().ok());
+                    s.same_build = lines
+                        .get(2)
+                        .is_some_and(|l| l.trim() == local_hash.as_str());
+                    s.flambe = lines
+                        .get(4)
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty());
+                }
+                Err(e) => s.error = Some(e.to_string()),
+            }
+            host.close().await;
+            s
+        }
+    });
+    Ok(join_all(checks).await)
+}
+
+/// Remove the cluster's key from every host (and its private half from the
+/// orchestrator), then forget the cluster locally. Nothing else on the
+/// machines is touched. Local state stays if a host could not be cleaned,
+/// so the command can be run again.
+pub async fn down_ssh(name: &str) -> Result<Vec<String>, ClusterError> {
+    let (files, state) = load_state(name)?;
+    let public = std::fs::read_to_string(files.public_key())
+        .map_err(io_err("cannot read the cluster's public key"))?;
+    let public = public.trim();
+    let remove = format!(
+        "if [ -f .ssh/authorized_keys ]; then grep -vxF {key} .ssh/authorized_keys > .ssh/authorized_keys.flambe-tmp; \
+         chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; rm -rf .flambe/cluster",
+        key = crate::host::shell_quote(public)
+    );
+    let results = join_all(state.hosts.iter().map(|h| {
+        let files = &files;
+        let state = &state;
+        let remove = &remove;
+        async move {
+            let host = Host::connect(files, &target(state, h), None).await?;
+            let r = host.check(remove).await;
+            host.close().await;
+            r.map(|_| h.name.clone())
+        }
+    }))
+    .await;
+    let mut cleaned = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => cleaned.push(name),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ClusterError::Unreachable {
+            total: state.hosts.len(),
+            errors,
+        });
+    }
+    std::fs::remove_dir_all(&files.dir)
+        .map_err(io_err(format!("cannot remove {}", files.dir.display())))?;
+    Ok(cleaned)
+}

@@ -1,0 +1,311 @@
+//! One host, reached over OpenSSH (the `openssh` crate: the system's `ssh`
+//! with a multiplexed master connection, so each command costs a round trip,
+//! not a handshake). Every failure names the host and the command and
+//! carries what the command printed on stderr.
+
+use crate::state::ClusterFiles;
+use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot reach {host} ({addr}): {detail}")]
+    Unreachable {
+        host: String,
+        addr: String,
+        detail: String,
+    },
+    #[error(
+        "the host key of {host} ({addr}) is not the one pinned when the cluster was created: refusing to connect\n\
+         hint: if the machine was really reinstalled, remove its line from {known_hosts} and run again"
+    )]
+    HostKeyChanged {
+        host: String,
+        addr: String,
+        known_hosts: String,
+    },
+    #[error("cannot log in to {host} ({addr}) as {user}: {detail}")]
+    Login {
+        host: String,
+        addr: String,
+        user: String,
+        detail: String,
+    },
+    #[error("on {host}, `{command}` failed ({status}){}", stderr_block(.stderr))]
+    Command {
+        host: String,
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("on {host}, `{command}` did not finish within {secs} s")]
+    Timeout {
+        host: String,
+        command: String,
+        secs: u64,
+    },
+    #[error("{host}: {detail}")]
+    Other { host: String, detail: String },
+}
+
+fn stderr_block(stderr: &str) -> String {
+    let trimmed = stderr.trim();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        let tail: Vec<&str> = trimmed.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(":\n    {}", tail.join("\n    "))
+    }
+}
+
+/// A finished remote command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How to reach a host.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The host's name in the cluster (`lab_factory_0`), also its alias in
+    /// the cluster's ssh_config.
+    pub name: String,
+    pub addr: String,
+    pub port: u16,
+    pub user: String,
+}
+
+pub struct Host {
+    pub target: Target,
+    session: Session,
+}
+
+impl Host {
+    /// Connect through the cluster's ssh_config (cluster key, pinned host
+    /// keys). `extra_key` is tried first: the user's own key, needed only
+    /// until the cluster key is installed.
+    pub async fn connect(
+        files: &ClusterFiles,
+        target: &Target,
+        extra_key: Option<&Path>,
+    ) -> Result<Host, HostError> {
+        let mut builder = SessionBuilder::default();
+        builder
+            .config_file(files.ssh_config())
+            .known_hosts_check(KnownHosts::Add)
+            .user_known_hosts_file(files.known_hosts())
+            .control_directory(files.control_dir())
+            .connect_timeout(Duration::from_secs(10))
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(key) = extra_key {
+            builder.keyfile(key);
+        }
+        let _ = std::fs::create_dir_all(files.control_dir());
+        match builder.connect(&target.name).await {
+            Ok(session) => Ok(Host {
+                target: target.clone(),
+                session,
+            }),
+            Err(e) => Err(classify_connect_error(files, target, &e)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    /// The multiplexing socket, for rsync and ssh to ride on.
+    pub fn control_socket(&self) -> &Path {
+        self.session.control_socket()
+    }
+
+    /// Run `command` through the remote user's shell; any exit code is Ok.
+    pub async fn run(&self, command: &str) -> Result<Output, HostError> {
+        let out = self
+            .session
+            .raw_command(command)
+            .output()
+            .await
+            .map_err(|e| HostError::Other {
+                host: self.target.name.clone(),
+                detail: format!("running `{command}`: {e}"),
+            })?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Run `command`; a non-zero exit is an error carrying its stderr.
+    pub async fn check(&self, command: &str) -> Result<String, HostError> {
+        let out = self.run(command).await?;
+        if out.code == Some(0) {
+            return Ok(out.stdout);
+        }
+        Err(HostError::Command {
+            host: self.target.name.clone(),
+            command: command.to_string(),
+            status: out
+                .code
+                .map_or("killed".to_string(), |c| format!("exit code {c}")),
+            stderr: if out.stderr.trim().is_empty() {
+                out.stdout
+            } else {
+                out.stderr
+            },
+        })
+    }
+
+    /// [`check`](Self::check) with a time limit.
+    pub async fn check_within(&self, command: &str, limit: Duration) -> Result<String, HostError> {
+        match tokio::time::timeout(limit, self.check(command)).await {
+            Ok(r) => r,
+            Err(_) => Err(HostError::Timeout {
+                host: self.target.name.clone(),
+                command: command.to_string(),
+                secs: limit.as_secs(),
+            }),
+        }
+    }
+
+    /// `mkdir -p` of a folder (relative paths are under the remote home).
+    pub async fn mkdir(&self, path: &str) -> Result<(), HostError> {
+        self.check(&format!("mkdir -p {}", shell_quote(path)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Forward `127.0.0.1:local_port` here to `remote_host:remote_port` as
+    /// seen from the host; lasts as long as this connection.
+    pub async fn tunnel(
+        &self,
+        local_port: u16,
+        remote_host: &str,
+        remote_port: u16,
+    ) -> Result<(), HostError> {
+        self.session
+            .request_port_forward(
+                ForwardType::Local,
+                Socket::TcpSocket {
+                    host: "127.0.0.1".into(),
+                    port: local_port,
+                },
+                Socket::TcpSocket {
+                    host: remote_host.into(),
+                    port: remote_port,
+                },
+            )
+            .await
+            .map_err(|e| HostError::Other {
+                host: self.target.name.clone(),
+                detail: format!("cannot open a tunnel to {remote_host}:{remote_port}: {e}"),
+            })
+    }
+
+    /// Build the `docker run` command for a detached container and run it.
+    pub async fn docker_run(
+        &self,
+        image: &str,
+        name: &str,
+        args: &[String],
+    ) -> Result<String, HostError> {
+        self.check(&docker_run_command(image, name, args))
+            .await
+            .map(|id| id.trim().to_string())
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// `docker run -d --name NAME ARGS… IMAGE`, every part quoted for the shell.
+pub fn docker_run_command(image: &str, name: &str, args: &[String]) -> String {
+    let mut parts = vec![
+        "docker".to_string(),
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        shell_quote(name),
+    ];
+    parts.extend(args.iter().map(|a| shell_quote(a)));
+    parts.push(shell_quote(image));
+    parts.join(" ")
+}
+
+fn classify_connect_error(
+    files: &ClusterFiles,
+    target: &Target,
+    err: &openssh::Error,
+) -> HostError {
+    let detail = error_text(err);
+    let addr = format!("{}:{}", target.addr, target.port);
+    if detail.contains("IDENTIFICATION HAS CHANGED")
+        || detail.contains("Host key verification failed")
+    {
+        return HostError::HostKeyChanged {
+            host: target.name.clone(),
+            addr,
+            known_hosts: files.known_hosts().display().to_string(),
+        };
+    }
+    if detail.contains("Permission denied") {
+        return HostError::Login {
+            host: target.name.clone(),
+            addr,
+            user: target.user.clone(),
+            detail: "the key was refused (Permission denied)".to_string(),
+        };
+    }
+    HostError::Unreachable {
+        host: target.name.clone(),
+        addr,
+        detail,
+    }
+}
+
+fn error_text(err: &openssh::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.trim().to_string()
+}
+
+/// Single-quote for a POSIX shell unless the text is plainly safe.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_and_docker_command() {
+        assert_eq!(shell_quote("a/b.c"), "a/b.c");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(
+            docker_run_command(
+                "nginx:1",
+                "web",
+                &["-p".into(), "8080:80".into(), "-e".into(), "A=b c".into()]
+            ),
+            "docker run -d --name web -p 8080:80 -e 'A=b c' nginx:1"
+        );
+    }
+}

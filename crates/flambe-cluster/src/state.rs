@@ -1,0 +1,173 @@
+//! What flambe remembers of a cluster, in `~/.flambe/clusters/NAME/`:
+//!
+//! - `cluster.json`: hosts, roles, addresses, which setup commands ran where,
+//!   which flambe build each host has;
+//! - `id_ed25519` / `id_ed25519.pub`: the cluster's own key pair (0600);
+//! - `known_hosts`: host keys pinned on first contact;
+//! - `ssh_config`: one `Host` block per host, used by every ssh and rsync
+//!   flambe runs (and by `flambe cluster ssh`), so they all use the cluster
+//!   key and the pinned host keys, and nothing else.
+
+use crate::plan::Role;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterState {
+    pub name: String,
+    /// `ssh` or `aws`.
+    pub provider: String,
+    pub username: String,
+    pub port: u16,
+    pub hosts: Vec<HostState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostState {
+    pub name: String,
+    pub role: Role,
+    /// The address flambe connects to from here.
+    pub connect: String,
+    /// The address the other hosts reach this one on.
+    pub private: String,
+    /// The cluster key is in this host's authorized_keys.
+    pub key_installed: bool,
+    /// `setup_cmds` that completed here, in the order they ran.
+    pub setup_done: Vec<String>,
+    /// sha256 of the flambe binary last shipped here.
+    pub binary: Option<String>,
+}
+
+impl ClusterState {
+    pub fn orchestrator(&self) -> Option<&HostState> {
+        self.hosts.iter().find(|h| h.role == Role::Orchestrator)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostState> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+/// The files of one cluster's folder.
+#[derive(Debug, Clone)]
+pub struct ClusterFiles {
+    pub dir: PathBuf,
+}
+
+impl ClusterFiles {
+    pub fn new(dir: PathBuf) -> ClusterFiles {
+        ClusterFiles { dir }
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("cluster.json")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+    pub fn public_key(&self) -> PathBuf {
+        self.dir.join("id_ed25519.pub")
+    }
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+    pub fn ssh_config(&self) -> PathBuf {
+        self.dir.join("ssh_config")
+    }
+    /// Control sockets of multiplexed connections (short path: sockets have
+    /// a 108-byte limit).
+    pub fn control_dir(&self) -> PathBuf {
+        self.dir.join("ctl")
+    }
+
+    pub fn load(&self) -> std::io::Result<Option<ClusterState>> {
+        match std::fs::read(self.state()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, state: &ClusterState) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        write_private(&self.state(), &json)
+    }
+
+    /// The `ssh_config` that every ssh invocation of this cluster uses.
+    pub fn write_ssh_config(&self, state: &ClusterState) -> std::io::Result<()> {
+        let mut text = format!(
+            "# Written by flambe for cluster `{}`; regenerated on every run.\n\
+             Host *\n  IdentitiesOnly yes\n  BatchMode yes\n  PasswordAuthentication no\n  \
+             KbdInteractiveAuthentication no\n  HashKnownHosts no\n  StrictHostKeyChecking accept-new\n  \
+             UserKnownHostsFile {}\n  ConnectTimeout 10\n  ServerAliveInterval 15\n  LogLevel ERROR\n",
+            state.name,
+            self.known_hosts().display()
+        );
+        for h in &state.hosts {
+            text.push_str(&format!(
+                "\nHost {}\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n",
+                h.name,
+                h.connect,
+                state.port,
+                state.username,
+                self.key().display()
+            ));
+        }
+        write_private(&self.ssh_config(), text.as_bytes())
+    }
+}
+
+/// Write a file readable by its owner only (0600), atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Make the cluster's ed25519 key pair unless it exists; both files 0600.
+pub fn ensure_key(files: &ClusterFiles, cluster: &str) -> std::io::Result<()> {
+    if files.key().exists() && files.public_key().exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&files.dir)?;
+    set_mode(&files.dir, 0o700)?;
+    let _ = std::fs::remove_file(files.key());
+    let _ = std::fs::remove_file(files.public_key());
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+        .arg(format!("flambe-cluster-{cluster}"))
+        .arg("-f")
+        .arg(files.key())
+        .output()
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot run ssh-keygen (install openssh-client): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "ssh-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    set_mode(&files.key(), 0o600)?;
+    set_mode(&files.public_key(), 0o600)
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}

@@ -1,0 +1,98 @@
+//! Exact remote versions: every host runs the very `flambe` binary that runs
+//! here, same build, dirty developer builds included. Binaries are kept on
+//! hosts as `~/.flambe/bin/flambe-<sha256>` with `~/.flambe/bin/flambe`
+//! pointing at the current one, so a host that has the build already is not
+//! sent it again, and two builds never overwrite each other.
+
+use crate::host::{Host, HostError};
+use crate::state::ClusterFiles;
+use crate::sync::rsync_up;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The running binary and its sha256.
+pub fn local_binary() -> std::io::Result<(PathBuf, String)> {
+    static HASH: OnceLock<(PathBuf, String)> = OnceLock::new();
+    if let Some(v) = HASH.get() {
+        return Ok(v.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let hash = sha256_file(&exe)?;
+    Ok(HASH.get_or_init(|| (exe, hash)).clone())
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// What `uname -sm` must say for this build to run there.
+pub fn local_platform() -> (String, String) {
+    (
+        std::env::consts::OS.to_string(),
+        std::env::consts::ARCH.to_string(),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shipped {
+    /// The host had this build already.
+    AlreadyThere,
+    Sent,
+}
+
+/// Make sure `host` runs this build; refuse a host it cannot run on.
+pub async fn ship_binary(files: &ClusterFiles, host: &Host) -> Result<Shipped, HostError> {
+    let (exe, hash) = local_binary().map_err(|e| HostError::Other {
+        host: host.name().to_string(),
+        detail: format!("cannot read the local flambe binary: {e}"),
+    })?;
+    let uname = host.check("uname -sm").await?;
+    let mut parts = uname.split_whitespace();
+    let (os, arch) = (
+        parts.next().unwrap_or("").to_lowercase(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let (local_os, local_arch) = local_platform();
+    if os != local_os || arch != local_arch {
+        return Err(HostError::Other {
+            host: host.name().to_string(),
+            detail: format!(
+                "runs {os} {arch}, but this flambe is a {local_os} {local_arch} build and cannot run there\n\
+                 hint: run flambe from a {os} {arch} machine, or use hosts of this platform"
+            ),
+        });
+    }
+    let versioned = format!(".flambe/bin/flambe-{hash}");
+    let check = format!("test -x {versioned} && sha256sum {versioned} | cut -d' ' -f1");
+    let present = host.run(&check).await?;
+    let shipped = if present.code == Some(0) && present.stdout.trim() == hash {
+        Shipped::AlreadyThere
+    } else {
+        host.mkdir(".flambe/bin").await?;
+        rsync_up(files, host, &exe, &format!("{versioned}.part"), false).await?;
+        let got = host
+            .check(&format!(
+                "chmod 755 {versioned}.part && sha256sum {versioned}.part | cut -d' ' -f1"
+            ))
+            .await?;
+        if got.trim() != hash {
+            return Err(HostError::Other {
+                host: host.name().to_string(),
+                detail: format!(
+                    "the binary arrived with sha256 {}, expected {hash}",
+                    got.trim()
+                ),
+            });
+        }
+        host.check(&format!("mv {versioned}.part {versioned}"))
+            .await?;
+        Shipped::Sent
+    };
+    host.check(&format!("ln -sfn flambe-{hash} .flambe/bin/flambe"))
+        .await?;
+    Ok(shipped)
+}
