@@ -17,7 +17,7 @@ export FLAMBE_TEST_PYTHON="$TOOLS/venv/bin/python"
 if [ -z "${SKIP_INSTALL:-}" ]; then
   step "installing test prerequisites into $TOOLS"
   need_apt=()
-  for pkg in python3-venv rsync; do
+  for pkg in python3-venv rsync openssh-server openssh-client iproute2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
   done
   if [ ${#need_apt[@]} -gt 0 ]; then

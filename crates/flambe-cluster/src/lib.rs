@@ -23,6 +23,7 @@ pub mod plan;
 pub mod ssh_provider;
 pub mod state;
 pub mod sync;
+pub mod testbed;
 pub mod versioning;
 
 pub use cluster::{Cluster, ClusterError, HostStatus, down_ssh, known_clusters, status};

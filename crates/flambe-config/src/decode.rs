@@ -224,6 +224,12 @@ pub fn seq<'n>(src: &Source, node: &'n Node, what: &str) -> Result<&'n [Node], C
 
 pub fn string_list(src: &Source, node: &Node, what: &str) -> Result<Vec<String>, ConfigError> {
     no_tag(src, node, what)?;
+    // `setup_cmds:` with nothing after it reads as null: an empty list.
+    if let NodeKind::Scalar { value, plain: true } = &node.kind
+        && matches!(value.as_str(), "" | "~" | "null")
+    {
+        return Ok(Vec::new());
+    }
     seq(src, node, what)?
         .iter()
         .map(|item| nonempty_string(src, item, &format!("an item of {what}")))

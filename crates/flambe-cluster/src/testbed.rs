@@ -1,0 +1,107 @@
+//! Test hosts for integration tests: a thin driver of `scripts/testbed.sh`
+//! (network namespaces on this machine, one sshd each). Root only; the
+//! tests that use it skip with a reason when not root, and fail under
+//! `CI=true`, where a missing prerequisite is a failure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Testbed {
+    pub id: u32,
+    pub user: String,
+    /// The key every host accepts (the "user's own key").
+    pub key: PathBuf,
+    /// Host number (1-based) → address.
+    pub hosts: HashMap<u32, String>,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed.sh")
+}
+
+/// Whether the test bed can run here; prints why not (or panics under CI).
+pub fn available(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    let sshd = std::path::Path::new("/usr/sbin/sshd").exists();
+    let why = if !root {
+        "needs root (network namespaces)"
+    } else if !sshd {
+        "needs /usr/sbin/sshd (apt-get install openssh-server; scripts/test.sh does)"
+    } else {
+        return true;
+    };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: {why}");
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn run(args: &[String]) -> String {
+    let out = Command::new("bash").arg(script()).args(args).output().expect("bash runs");
+    assert!(
+        out.status.success(),
+        "testbed.sh {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Testbed {
+    /// Test bed `id` (1..250, unique per test) with `k` hosts.
+    pub fn up(id: u32, k: u32) -> Testbed {
+        run(&["up".into(), id.to_string(), k.to_string()]);
+        let env: HashMap<String, String> = run(&["env".into(), id.to_string()])
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())))
+            .collect();
+        let hosts = env
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("TESTBED_HOST_").and_then(|n| n.parse().ok()).map(|n| (n, v.clone())))
+            .collect();
+        Testbed {
+            id,
+            user: env["TESTBED_USER"].clone(),
+            key: PathBuf::from(&env["TESTBED_KEY"]),
+            hosts,
+        }
+    }
+
+    pub fn addr(&self, n: u32) -> &str {
+        &self.hosts[&n]
+    }
+
+    /// The home folder of host `n`, as seen from here.
+    pub fn home(&self, n: u32) -> PathBuf {
+        PathBuf::from(format!("/var/lib/flambe-testbed/{}/h{n}/home", self.id))
+    }
+
+    pub fn cut(&self, n: u32) {
+        run(&["cut".into(), self.id.to_string(), n.to_string()]);
+    }
+
+    pub fn restore(&self, n: u32) {
+        run(&["restore".into(), self.id.to_string(), n.to_string()]);
+    }
+
+    pub fn rekey(&self, n: u32) {
+        run(&["rekey".into(), self.id.to_string(), n.to_string()]);
+    }
+
+    pub fn add(&mut self, n: u32, addr: &str) {
+        run(&["add".into(), self.id.to_string(), n.to_string(), addr.to_string()]);
+        self.hosts.insert(n, addr.to_string());
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(script()).args(["down", &self.id.to_string()]).output();
+    }
+}
