@@ -52,7 +52,11 @@ impl Setup {
 
     fn up_ok(&self) -> String {
         let out = self.up();
-        assert!(out.status.success(), "cluster up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cluster up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -66,7 +70,10 @@ impl Setup {
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.home.path().join("flambe-home/clusters").join(&self.name)
+        self.home
+            .path()
+            .join("flambe-home/clusters")
+            .join(&self.name)
     }
 
     fn read_home(&self, n: u32, file: &str) -> String {
@@ -88,19 +95,33 @@ fn creation_sets_up_every_host_with_its_own_key_and_this_build() {
     if !available("creation_sets_up_every_host_with_its_own_key_and_this_build") {
         return;
     }
-    let s = Setup::new(101, "lab", &["hostname -I | tr -d ' ' >> ~/marker", "echo second >> ~/marker"]);
+    let s = Setup::new(
+        101,
+        "lab",
+        &[
+            "hostname -I | tr -d ' ' >> ~/marker",
+            "echo second >> ~/marker",
+        ],
+    );
     let first = s.up_ok();
     assert!(first.contains("Cluster `lab` created"), "{first}");
 
     // setup_cmds ran on each host, in order, in that host's own home.
     for n in 1..=3 {
-        assert_eq!(s.read_home(n, "marker"), format!("{}\nsecond\n", s.bed.addr(n)), "host {n}");
+        assert_eq!(
+            s.read_home(n, "marker"),
+            format!("{}\nsecond\n", s.bed.addr(n)),
+            "host {n}"
+        );
     }
     // Key files are private.
     for f in ["id_ed25519", "id_ed25519.pub", "cluster.json", "ssh_config"] {
         assert_eq!(mode(&s.state_dir().join(f)), 0o600, "{f}");
     }
-    assert_eq!(mode(&s.bed.home(1).join(".flambe/cluster/id_ed25519")), 0o600);
+    assert_eq!(
+        mode(&s.bed.home(1).join(".flambe/cluster/id_ed25519")),
+        0o600
+    );
 
     // Every host runs this exact build.
     let local = assert_cmd::cargo::cargo_bin("flambe");
@@ -108,14 +129,33 @@ fn creation_sets_up_every_host_with_its_own_key_and_this_build() {
         let remote = std::fs::canonicalize(s.bed.home(n).join(".flambe/bin/flambe")).unwrap();
         assert_eq!(sha256(&remote), sha256(&local), "host {n}");
     }
-    let local_version = String::from_utf8(s.flambe().arg("--version").output().unwrap().stdout).unwrap();
+    let local_version =
+        String::from_utf8(s.flambe().arg("--version").output().unwrap().stdout).unwrap();
     let remote_version = s.exec(Some("lab_factory_1"), ".flambe/bin/flambe --version");
-    assert_eq!(String::from_utf8_lossy(&remote_version.stdout).lines().nth(1).unwrap(), local_version.trim());
-    let status = String::from_utf8(s.flambe().args(["cluster", "status", "lab", "--json"]).output().unwrap().stdout).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&remote_version.stdout)
+            .lines()
+            .nth(1)
+            .unwrap(),
+        local_version.trim()
+    );
+    let status = String::from_utf8(
+        s.flambe()
+            .args(["cluster", "status", "lab", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let hosts = status["lab"].as_array().unwrap();
     assert_eq!(hosts.len(), 3);
-    assert!(hosts.iter().all(|h| h["reachable"] == true && h["same_build"] == true && h["cpus"].as_u64() >= Some(1)), "{status}");
+    assert!(
+        hosts.iter().all(|h| h["reachable"] == true
+            && h["same_build"] == true
+            && h["cpus"].as_u64() >= Some(1)),
+        "{status}"
+    );
 
     // From now on the cluster key alone is enough: drop the user's key everywhere.
     let user_key = std::fs::read_to_string(s.bed.key.with_extension("pub")).unwrap();
@@ -136,27 +176,57 @@ fn creation_sets_up_every_host_with_its_own_key_and_this_build() {
             &format!("ls ~/.ssh/id_* 2>/dev/null; ssh -F .flambe/cluster/ssh_config {factory} hostname -I"),
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(stdout.lines().nth(1).unwrap().trim(), s.bed.addr(n), "{stdout}");
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.lines().nth(1).unwrap().trim(),
+            s.bed.addr(n),
+            "{stdout}"
+        );
     }
 
     // A second run changes nothing: no setup command, no binary sent.
     let start = std::time::Instant::now();
     let second = s.up_ok();
-    eprintln!("second run of a 3-host cluster took {:.2}s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "second run of a 3-host cluster took {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
     assert!(second.contains("ready (reused)"), "{second}");
-    assert_eq!(second.matches("0 ran, 2 already done").count(), 3, "{second}");
+    assert_eq!(
+        second.matches("0 ran, 2 already done").count(),
+        3,
+        "{second}"
+    );
     assert_eq!(second.matches(" same ").count(), 3, "{second}");
     assert_eq!(s.read_home(2, "marker").lines().count(), 2);
 
     // down removes the cluster key from every host and the local state.
     let cluster_pub = std::fs::read_to_string(s.state_dir().join("id_ed25519.pub")).unwrap();
-    let down = s.flambe().args(["cluster", "down", "lab"]).output().unwrap();
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let down = s
+        .flambe()
+        .args(["cluster", "down", "lab"])
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     assert!(!s.state_dir().exists());
     for n in 1..=3 {
-        assert!(!s.read_home(n, ".ssh/authorized_keys").contains(cluster_pub.trim()), "host {n}");
-        assert!(s.bed.home(n).join(".flambe/bin/flambe").exists(), "down touches nothing else");
+        assert!(
+            !s.read_home(n, ".ssh/authorized_keys")
+                .contains(cluster_pub.trim()),
+            "host {n}"
+        );
+        assert!(
+            s.bed.home(n).join(".flambe/bin/flambe").exists(),
+            "down touches nothing else"
+        );
     }
 }
 
@@ -178,8 +248,14 @@ fn a_failing_setup_command_is_reported_and_the_rerun_resumes_from_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("setup failed on 3 of 3 hosts"), "{stderr}");
-    assert!(stderr.contains("on flaky_factory_1, `test -f ~/ready"), "{stderr}");
-    assert!(stderr.contains("exit code 4") && stderr.contains("not ready yet"), "{stderr}");
+    assert!(
+        stderr.contains("on flaky_factory_1, `test -f ~/ready"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exit code 4") && stderr.contains("not ready yet"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint:"), "{stderr}");
     for n in 1..=3 {
         assert_eq!(s.read_home(n, "steps"), "a\n");
@@ -187,7 +263,11 @@ fn a_failing_setup_command_is_reported_and_the_rerun_resumes_from_it() {
     }
     s.up_ok();
     for n in 1..=3 {
-        assert_eq!(s.read_home(n, "steps"), "a\nc\n", "the rerun starts at the failed command");
+        assert_eq!(
+            s.read_home(n, "steps"),
+            "a\nc\n",
+            "the rerun starts at the failed command"
+        );
     }
 }
 
@@ -201,12 +281,27 @@ fn an_unreachable_factory_is_named_before_anything_changes() {
     let out = s.up();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot reach 1 of 3 hosts; nothing was changed"), "{stderr}");
-    assert!(stderr.contains(&format!("cut_factory_1 ({}:22)", s.bed.addr(3))), "{stderr}");
-    assert!(!s.state_dir().exists(), "no local state for a cluster that was not made");
+    assert!(
+        stderr.contains("cannot reach 1 of 3 hosts; nothing was changed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cut_factory_1 ({}:22)", s.bed.addr(3))),
+        "{stderr}"
+    );
+    assert!(
+        !s.state_dir().exists(),
+        "no local state for a cluster that was not made"
+    );
     for n in 1..=3 {
-        assert!(!s.bed.home(n).join("touched").exists(), "host {n} was changed");
-        assert!(!s.bed.home(n).join(".flambe").exists(), "host {n} was changed");
+        assert!(
+            !s.bed.home(n).join("touched").exists(),
+            "host {n} was changed"
+        );
+        assert!(
+            !s.bed.home(n).join(".flambe").exists(),
+            "host {n} was changed"
+        );
     }
     s.bed.restore(3);
     s.up_ok();
@@ -221,7 +316,11 @@ fn a_host_key_swapped_behind_our_back_is_refused() {
     s.up_ok();
     s.bed.rekey(2);
     let out = s.exec(None, "true");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("the host key of pinned_factory_0"), "{text}");
     assert!(text.contains("not the one pinned"), "{text}");
@@ -241,7 +340,9 @@ fn rsync_round_trips_a_thousand_files_byte_for_byte() {
     for i in 0..1000u32 {
         let dir = src.join(format!("d{}", i % 10));
         std::fs::create_dir_all(&dir).unwrap();
-        let body: Vec<u8> = (0..(i * 7 % 3000)).map(|b| (b.wrapping_mul(31).wrapping_add(i)) as u8).collect();
+        let body: Vec<u8> = (0..(i * 7 % 3000))
+            .map(|b| (b.wrapping_mul(31).wrapping_add(i)) as u8)
+            .collect();
         std::fs::write(dir.join(format!("f{i}.bin")), body).unwrap();
     }
     let up = s
@@ -252,21 +353,36 @@ fn rsync_round_trips_a_thousand_files_byte_for_byte() {
         .args(["--host", "sync_factory_0"])
         .output()
         .unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    assert!(!s.bed.home(3).join("data").exists(), "only the chosen host got the files");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        !s.bed.home(3).join("data").exists(),
+        "only the chosen host got the files"
+    );
     let back = s.home.path().join("back");
     let down = s
         .flambe()
-        .args(["cluster", "rsync", "sync", ":data/", ])
+        .args(["cluster", "rsync", "sync", ":data/"])
         .arg(&back)
         .args(["--host", "sync_factory_0"])
         .output()
         .unwrap();
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     let mut count = 0;
     for i in 0..1000u32 {
         let rel = format!("d{}/f{i}.bin", i % 10);
-        assert_eq!(std::fs::read(src.join(&rel)).unwrap(), std::fs::read(back.join(&rel)).unwrap(), "{rel}");
+        assert_eq!(
+            std::fs::read(src.join(&rel)).unwrap(),
+            std::fs::read(back.join(&rel)).unwrap(),
+            "{rel}"
+        );
         count += 1;
     }
     assert_eq!(count, 1000);

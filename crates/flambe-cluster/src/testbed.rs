@@ -32,7 +32,10 @@ pub fn available(test: &str) -> bool {
     } else {
         return true;
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: {why}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {why}"
+    );
     eprintln!("SKIPPED {test}: {why}");
     false
 }
@@ -43,7 +46,11 @@ unsafe extern "C" {
 }
 
 fn run(args: &[String]) -> String {
-    let out = Command::new("bash").arg(script()).args(args).output().expect("bash runs");
+    let out = Command::new("bash")
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("bash runs");
     assert!(
         out.status.success(),
         "testbed.sh {} failed: {}",
@@ -59,11 +66,18 @@ impl Testbed {
         run(&["up".into(), id.to_string(), k.to_string()]);
         let env: HashMap<String, String> = run(&["env".into(), id.to_string()])
             .lines()
-            .filter_map(|l| l.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            })
             .collect();
         let hosts = env
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("TESTBED_HOST_").and_then(|n| n.parse().ok()).map(|n| (n, v.clone())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("TESTBED_HOST_")
+                    .and_then(|n| n.parse().ok())
+                    .map(|n| (n, v.clone()))
+            })
             .collect();
         Testbed {
             id,
@@ -95,13 +109,21 @@ impl Testbed {
     }
 
     pub fn add(&mut self, n: u32, addr: &str) {
-        run(&["add".into(), self.id.to_string(), n.to_string(), addr.to_string()]);
+        run(&[
+            "add".into(),
+            self.id.to_string(),
+            n.to_string(),
+            addr.to_string(),
+        ]);
         self.hosts.insert(n, addr.to_string());
     }
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["down", &self.id.to_string()]).output();
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["down", &self.id.to_string()])
+            .output();
     }
 }

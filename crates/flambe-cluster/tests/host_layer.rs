@@ -16,7 +16,10 @@ fn cluster_config(bed: &Testbed, name: &str) -> flambe_config::SshCluster {
         bed.user,
         bed.key.display()
     );
-    match flambe_config::load_str(std::path::Path::new("c.yaml"), &text, &|_| None).unwrap().runnable {
+    match flambe_config::load_str(std::path::Path::new("c.yaml"), &text, &|_| None)
+        .unwrap()
+        .runnable
+    {
         flambe_config::Runnable::SshCluster(c) => c,
         _ => unreachable!(),
     }
@@ -45,13 +48,20 @@ async fn tunnels_timeouts_and_errors() {
     )
     .await
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     orch.tunnel(port, "127.0.0.1", 18765).await.unwrap();
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.write_all(b"GET /page.txt HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     conn.read_to_string(&mut body).unwrap();
-    assert!(body.contains("200") && body.ends_with("tunnelled\n"), "{body}");
+    assert!(
+        body.contains("200") && body.ends_with("tunnelled\n"),
+        "{body}"
+    );
     orch.run("pkill -f 'http.server 18765'").await.unwrap();
 
     // Parallel runs report per host.
@@ -60,19 +70,31 @@ async fn tunnels_timeouts_and_errors() {
         .into_iter()
         .map(|(h, r)| (h, r.unwrap().stdout.trim().to_string()))
         .collect();
-    assert_eq!(seen, vec![("hl_orchestrator".into(), bed.addr(1).into()), ("hl_factory_0".into(), bed.addr(2).into())]);
+    assert_eq!(
+        seen,
+        vec![
+            ("hl_orchestrator".into(), bed.addr(1).into()),
+            ("hl_factory_0".into(), bed.addr(2).into())
+        ]
+    );
 
     // Failures name host and command and carry stderr; timeouts too.
     let factory = cluster.host("hl_factory_0").unwrap();
     match factory.check("echo broken >&2; exit 7").await {
         Err(e @ HostError::Command { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("on hl_factory_0, `echo broken >&2; exit 7` failed (exit code 7)"), "{text}");
+            assert!(
+                text.contains("on hl_factory_0, `echo broken >&2; exit 7` failed (exit code 7)"),
+                "{text}"
+            );
             assert!(text.contains("broken"), "{text}");
         }
         other => panic!("{other:?}"),
     }
-    match factory.check_within("sleep 5", Duration::from_millis(300)).await {
+    match factory
+        .check_within("sleep 5", Duration::from_millis(300))
+        .await
+    {
         Err(HostError::Timeout { host, .. }) => assert_eq!(host, "hl_factory_0"),
         other => panic!("{other:?}"),
     }
@@ -80,7 +102,9 @@ async fn tunnels_timeouts_and_errors() {
     assert!(bed.home(2).join("a dir/with space").is_dir());
     // No container engine runs on the test hosts: the built command runs and
     // its failure names the host.
-    let docker = factory.docker_run("busybox", "c1", &["-e".into(), "A=1".into()]).await;
+    let docker = factory
+        .docker_run("busybox", "c1", &["-e".into(), "A=1".into()])
+        .await;
     match docker {
         Err(HostError::Command { host, command, .. }) => {
             assert_eq!(host, "hl_factory_0");
