@@ -12,14 +12,18 @@ step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
 # Python tools the tests use, in one venv every test host user can read.
 # Debian's python3 (not a pyenv one under /root) so non-root users can run it.
 TOOLS=${FLAMBE_TEST_TOOLS:-/opt/flambe-test}
+export FLAMBE_TEST_TOOLS="$TOOLS"
 export FLAMBE_TEST_PYTHON="$TOOLS/venv/bin/python"
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
   step "installing test prerequisites into $TOOLS"
   need_apt=()
-  for pkg in python3-venv rsync openssh-server openssh-client iproute2; do
+  for pkg in python3-venv rsync openssh-server openssh-client iproute2 chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
   done
+  # Node may come from elsewhere (with its own npm): ask for commands, not packages.
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
   if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
@@ -32,6 +36,11 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   # event files flambe writes.
   if ! "$FLAMBE_TEST_PYTHON" -c 'import tensorboard' 2>/dev/null; then
     "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check 'tensorboard==2.*'
+  fi
+  # playwright-core drives Debian's chromium in the report site's browser test.
+  if [ ! -d "$TOOLS/node/node_modules/playwright-core" ]; then
+    mkdir -p "$TOOLS/node"
+    (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
   fi
 fi
 

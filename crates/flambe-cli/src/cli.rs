@@ -55,10 +55,37 @@ pub struct RunArgs {
     /// GPUs local trials may use (default: the experiment's `devices`, else what nvidia-smi lists)
     #[arg(long, value_name = "N")]
     pub gpus: Option<u32>,
+
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+/// Where the report site listens.
+#[derive(Args, Debug, Clone)]
+pub struct SiteArgs {
+    /// Address the report site listens on; anything but loopback needs the
+    /// token printed with its URL
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub site_host: std::net::IpAddr,
+
+    /// Port of the report site (0: a free one)
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub site_port: u16,
+
+    /// Do not serve the report site
+    #[arg(long)]
+    pub no_site: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Serve the report site of an experiment, running or finished
+    Site {
+        /// A results folder (save_path/NAME) or the experiment's YAML file
+        target: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
+    },
     /// Manage clusters made by `flambe CLUSTER.yaml`
     #[command(subcommand)]
     Cluster(ClusterCommand),

@@ -12,9 +12,15 @@ pub fn error(err: &anyhow::Error) -> ExitCode {
         eprintln!("error: {config}");
         return ExitCode::from(EXIT_INVALID);
     }
-    eprintln!("error: {err}");
+    let mut shown = err.to_string();
+    eprintln!("error: {shown}");
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        // Many errors already quote their cause; say each thing once.
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            eprintln!("  caused by: {text}");
+            shown = text;
+        }
     }
     ExitCode::FAILURE
 }

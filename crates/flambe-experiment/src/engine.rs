@@ -354,7 +354,29 @@ impl Engine<'_> {
         })
     }
 
+    /// Run every stage, recording the run's status (`running`, `finished`,
+    /// `interrupted`, `stopped`) and times for whoever reads the state.
     async fn run(&mut self) -> Result<Report> {
+        let now = crate::state::now().to_string();
+        if self.state(self.store.meta("started"))?.is_none() {
+            self.state(self.store.set_meta("started", &now))?;
+        }
+        self.state(self.store.set_meta("status", "running"))?;
+        let result = self.run_stages().await;
+        let status = match &result {
+            Ok(_) => "finished",
+            Err(EngineError::Interrupted { .. }) => "interrupted",
+            Err(_) => "stopped",
+        };
+        self.state(self.store.set_meta("status", status))?;
+        self.state(
+            self.store
+                .set_meta("ended", &crate::state::now().to_string()),
+        )?;
+        result
+    }
+
+    async fn run_stages(&mut self) -> Result<Report> {
         let stale = self.state(self.store.recover())?;
         for t in stale {
             if let Some(pgid) = t.pgid {
@@ -419,6 +441,7 @@ impl Engine<'_> {
                     ended: None,
                     error: None,
                     pgid: None,
+                    host: None,
                 };
                 self.state(self.store.ensure_trial(&trial))?;
             }
@@ -468,7 +491,7 @@ impl Engine<'_> {
 
     fn launch(&mut self, stage_index: usize, trial: Trial) -> Result<()> {
         let stage = &self.exp.pipeline[stage_index];
-        let attempt = self.state(self.store.start_attempt(&trial.id))?;
+        let attempt = self.state(self.store.start_attempt(&trial.id, "local"))?;
         let dir = self.trial_dir(&trial.id);
         let out = self.out_dir(&trial.id);
         let io = |what: String| move |source| EngineError::Io { what, source };

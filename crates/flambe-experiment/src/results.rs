@@ -27,6 +27,7 @@ pub struct Row {
     pub attempts: u32,
     pub duration_s: Option<f64>,
     pub error: Option<String>,
+    pub host: Option<String>,
     #[serde(skip)]
     pub index: usize,
 }
@@ -104,6 +105,7 @@ fn row(stage: &Stage, t: Trial, s: MetricSummary, attempts: u32) -> Row {
             _ => None,
         },
         error: t.error,
+        host: t.host,
         index: t.index,
     }
 }

@@ -65,6 +65,8 @@ pub struct Trial {
     pub ended: Option<f64>,
     pub error: Option<String>,
     pub pgid: Option<i64>,
+    /// Where the latest attempt ran.
+    pub host: Option<String>,
 }
 
 /// A trial's stage metric over its last attempt.
@@ -89,6 +91,13 @@ pub fn now() -> f64 {
 }
 
 impl Store {
+    /// Open for reading only, beside a running driver (WAL allows it).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Store { conn })
+    }
+
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -101,7 +110,8 @@ impl Store {
              CREATE TABLE IF NOT EXISTS trials (
                  id TEXT PRIMARY KEY, stage TEXT NOT NULL, idx INTEGER NOT NULL, parent TEXT,
                  params TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,
-                 failures INTEGER NOT NULL DEFAULT 0, started REAL, ended REAL, error TEXT, pgid INTEGER);
+                 failures INTEGER NOT NULL DEFAULT 0, started REAL, ended REAL, error TEXT, pgid INTEGER,
+                 host TEXT);
              CREATE TABLE IF NOT EXISTS attempts (
                  trial TEXT NOT NULL, n INTEGER NOT NULL, started REAL NOT NULL, ended REAL,
                  outcome TEXT, counted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (trial, n));
@@ -109,6 +119,13 @@ impl Store {
                  trial TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL,
                  name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (trial, attempt, step, name));",
         )?;
+        // Stores made before trials recorded their host.
+        let has_host: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('trials') WHERE name = 'host'")?
+            .exists([])?;
+        if !has_host {
+            conn.execute_batch("ALTER TABLE trials ADD COLUMN host TEXT")?;
+        }
         Ok(Store { conn })
     }
 
@@ -163,16 +180,16 @@ impl Store {
         Ok(stale)
     }
 
-    /// Begin attempt n+1 of a trial; returns n+1.
-    pub fn start_attempt(&self, id: &str) -> Result<u32> {
+    /// Begin attempt n+1 of a trial on `host`; returns n+1.
+    pub fn start_attempt(&self, id: &str, host: &str) -> Result<u32> {
         let tx = self.conn.unchecked_transaction()?;
         let n: u32 = tx.query_row("SELECT attempt + 1 FROM trials WHERE id = ?1", [id], |r| {
             r.get(0)
         })?;
         let t = now();
         tx.execute(
-            "UPDATE trials SET status = 'running', attempt = ?2, started = ?3, ended = NULL, error = NULL, pgid = NULL WHERE id = ?1",
-            params![id, n, t],
+            "UPDATE trials SET status = 'running', attempt = ?2, started = ?3, ended = NULL, error = NULL, pgid = NULL, host = ?4 WHERE id = ?1",
+            params![id, n, t, host],
         )?;
         tx.execute(
             "INSERT OR REPLACE INTO attempts (trial, n, started) VALUES (?1, ?2, ?3)",
@@ -301,7 +318,7 @@ impl Store {
     }
 }
 
-const SELECT_TRIAL: &str = "SELECT id, stage, idx, parent, params, status, attempt, failures, started, ended, error, pgid FROM trials";
+const SELECT_TRIAL: &str = "SELECT id, stage, idx, parent, params, status, attempt, failures, started, ended, error, pgid, host FROM trials";
 
 fn row_to_trial(r: &rusqlite::Row<'_>) -> Result<Trial> {
     let params: String = r.get(4)?;
@@ -322,5 +339,6 @@ fn row_to_trial(r: &rusqlite::Row<'_>) -> Result<Trial> {
         ended: r.get(9)?,
         error: r.get(10)?,
         pgid: r.get(11)?,
+        host: r.get(12)?,
     })
 }

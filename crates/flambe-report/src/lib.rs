@@ -5,6 +5,7 @@
 //! shows every trial as a run. It is an [`flambe_experiment::Observer`]: the
 //! engine reports, this crate shows. The live report site builds on it.
 
+pub mod site;
 pub mod tensorboard;
 
-pub use tensorboard::{EventWriter, TensorBoardObserver};
+pub use tensorboard::{EventWriter, TensorBoardObserver, TensorBoardServer};

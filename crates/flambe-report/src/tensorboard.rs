@@ -188,6 +188,51 @@ fn masked_crc(bytes: &[u8]) -> u32 {
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
+/// A TensorBoard server over an experiment's folder, stopped when dropped.
+pub struct TensorBoardServer {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl TensorBoardServer {
+    /// Start `tensorboard` over `logdir` on a free loopback port, when the
+    /// executable is on PATH; `None` otherwise (the site says how to install it).
+    pub fn launch(logdir: &Path) -> Option<TensorBoardServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("tensorboard")
+            .arg("--logdir")
+            .arg(logdir)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--reload_interval",
+                "5",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(TensorBoardServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/"),
+        })
+    }
+}
+
+impl Drop for TensorBoardServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 mod cluster;
 mod completions;
 mod run;
+mod site;
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions { shell }) => completions::print(shell),
         Some(Command::Cluster(cmd)) => cluster::run(cmd),
+        Some(Command::Site { target, site }) => site::run(&target, &site),
         None => run::run(cli.run, cli.verbose),
     }
 }

@@ -77,7 +77,16 @@ fn run_experiment_here(
         .build()
         .context("cannot start the async runtime")?;
     let mut console = Console::new();
+    let dir = exp.save_path.join(&exp.name);
     let result = runtime.block_on(async {
+        let views = if args.site.no_site { None } else { Some(super::site::start(&dir, &args.site).await?) };
+        if let Some(v) = &views {
+            eprintln!("Report site: {}", v.site.url);
+            match &v.tensorboard {
+                Some(tb) => eprintln!("TensorBoard: {}", tb.url),
+                None => eprintln!("TensorBoard: not installed (pip install tensorboard), or run `tensorboard --logdir {}`", dir.display()),
+            }
+        }
         let interrupt = Box::pin(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -85,8 +94,8 @@ fn run_experiment_here(
                 Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
             }
         });
-        run_local(exp, &opts, &mut console, interrupt).await
-    });
+        Ok::<_, anyhow::Error>(run_local(exp, &opts, &mut console, interrupt).await)
+    })?;
     let rerun = format!("flambe {}", file.display());
     match result {
         Ok(report) => {

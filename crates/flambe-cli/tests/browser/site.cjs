@@ -1,0 +1,59 @@
+// Drives the report site in headless Chromium (Debian's) with playwright-core.
+//   node site.cjs URL OUTDIR EXPECTED_TRIALS
+// Prints one JSON object with what it saw; screenshots and the downloaded
+// output go to OUTDIR.
+const { chromium } = require(process.env.PLAYWRIGHT_CORE || "playwright-core");
+const path = require("path");
+
+(async () => {
+  const [url, outDir, expected] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  const result = { counts: [] };
+  try {
+    const page = await browser.newPage({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
+    await page.goto(url);
+    // The trial count rises live, without reloading, to the end.
+    const final = `${expected}/${expected}`;
+    const deadline = Date.now() + 120000;
+    for (;;) {
+      const text = await page.textContent("[data-testid=trial-count]").catch(() => null);
+      if (text && result.counts[result.counts.length - 1] !== text) result.counts.push(text);
+      if (text === final) break;
+      if (Date.now() > deadline) throw new Error("the count never reached " + final + ": " + result.counts.join(", "));
+      await page.waitForTimeout(100);
+    }
+    await page.waitForFunction(() => document.querySelector("[data-testid=status]")?.textContent === "finished", null, { timeout: 30000 });
+    await page.screenshot({ path: path.join(outDir, "overview.png"), fullPage: true });
+
+    // Stage view: sort by the metric.
+    await page.click('a[href="#/stage/train"]');
+    await page.waitForSelector("tr.trial-row");
+    await page.click("th[data-sort=metric]");
+    await page.waitForFunction(() => document.querySelector("th[data-sort=metric]")?.textContent.includes("▼"));
+    result.sorted = await page.$$eval("tr.trial-row td.metric", (tds) => tds.map((td) => Number(td.textContent)));
+    result.order = await page.$$eval("tr.trial-row", (trs) => trs.map((tr) => tr.dataset.id));
+    await page.screenshot({ path: path.join(outDir, "stage.png"), fullPage: true });
+
+    // The best trial: its curve has one point per reported step.
+    result.best = result.order[0];
+    await page.click(`tr.trial-row[data-id="${result.best}"] a`);
+    await page.waitForSelector("svg.curve circle");
+    result.points = await page.$$eval('svg.curve circle[data-series="score"]', (cs) => cs.length);
+    await page.screenshot({ path: path.join(outDir, "trial.png"), fullPage: true });
+
+    // Download its output folder.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-output")]);
+    result.download = path.join(outDir, `${result.best}.tar.gz`);
+    await download.saveAs(result.download);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(result));
+})().catch((e) => {
+  console.error(e.stack || String(e));
+  process.exit(1);
+});

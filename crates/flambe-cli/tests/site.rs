@@ -1,0 +1,423 @@
+//! The report site: every API endpoint against a real run, and a real
+//! browser (Debian's Chromium driven by playwright-core) watching a run.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("flambe")
+}
+
+/// An experiment whose trials report `score` at steps 1..=STEPS.
+fn write_experiment(dir: &Path, name: &str, sleep: f64) -> PathBuf {
+    let config = dir.join("exp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"!Experiment
+name: {name}
+save_path: ./runs
+pipeline:
+  train: !Stage
+    run: |-
+      for step in 1 2 3 4 5; do echo "{{\"step\": $step, \"score\": $(python3 -c "print({{q}} * $step / 10)")}}" >> $FLAMBE_METRICS; sleep {sleep}; done; echo model-{{q}} > {{out}}/model.txt; echo trained {{q}}
+    params:
+      q: !g [1, 5, 3, 4, 2, 6]
+    cpus: 1
+    metric: score
+    mode: max
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Start `flambe site TARGET` and return it with its URL.
+fn start_site(target: &Path) -> (Child, String) {
+    let mut child = std::process::Command::new(bin())
+        .arg("site")
+        .arg(target)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("flambe site printed its URL").unwrap();
+        if let Some(url) = line.strip_prefix("Report site: ") {
+            break url.to_string();
+        }
+    };
+    (child, url)
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body bytes).
+fn get(url: &str, path: &str) -> (u16, Vec<u8>) {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+fn get_json(url: &str, path: &str) -> (u16, Value) {
+    let (status, body) = get(url, path);
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn api_serves_every_view_and_refuses_unknown_ids_and_traversal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_experiment(dir.path(), "api", 0.0);
+    let out = Command::new(bin())
+        .arg(&config)
+        .args(["--cpus", "2", "--no-site"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut site, url) = start_site(&config);
+
+    let (s, exp) = get_json(&url, "/api/v1/experiment");
+    assert_eq!(s, 200);
+    assert_eq!(exp["name"], "api");
+    assert_eq!(exp["status"], "finished");
+    assert_eq!(exp["stages"][0]["done"], 6);
+    assert_eq!(exp["stages"][0]["best"]["id"], "train-005");
+
+    let (s, stage) = get_json(&url, "/api/v1/stages/train");
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = stage["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "train-005",
+            "train-001",
+            "train-003",
+            "train-002",
+            "train-004",
+            "train-000"
+        ],
+        "ranked by score"
+    );
+    assert_eq!(stage["params"], serde_json::json!(["q"]));
+
+    let (s, trial) = get_json(&url, "/api/v1/trials/train-005");
+    assert_eq!(s, 200);
+    assert_eq!(trial["params"]["q"], 6);
+    assert_eq!(trial["best_step"], 5);
+    assert_eq!(trial["files"], serde_json::json!(["model.txt"]));
+
+    let (s, metrics) = get_json(&url, "/api/v1/trials/train-005/metrics");
+    assert_eq!(s, 200);
+    let score = metrics["metrics"]["score"].as_array().unwrap();
+    assert_eq!(score.len(), 5);
+    assert_eq!(score[4], serde_json::json!([5, 3.0]));
+
+    let (s, log) = get(&url, "/api/v1/trials/train-005/log?stream=stdout");
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&log).ends_with("trained 6\n"));
+    assert_eq!(
+        get(&url, "/api/v1/trials/train-005/log?stream=other").0,
+        400
+    );
+
+    let (s, file) = get(&url, "/api/v1/trials/train-005/files/out/model.txt");
+    assert_eq!((s, file.as_slice()), (200, b"model-6\n".as_slice()));
+
+    let (s, tgz) = get(&url, "/api/v1/trials/train-005/output.tar.gz");
+    assert_eq!(s, 200);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz.as_slice()));
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.contains(&"train-005/model.txt".to_string()),
+        "{names:?}"
+    );
+
+    for path in [
+        "/api/v1/trials/nope",
+        "/api/v1/trials/nope/metrics",
+        "/api/v1/trials/nope/log",
+        "/api/v1/trials/nope/output.tar.gz",
+        "/api/v1/stages/nope",
+        "/api/v1/trials/..%2F..%2Fstate.db/files/x",
+        "/nope",
+    ] {
+        assert_eq!(get(&url, path).0, 404, "{path}");
+    }
+    for path in [
+        "/api/v1/trials/train-005/files/out/../../../state.db",
+        "/api/v1/trials/train-005/files/..%2F..%2F..%2Fstate.db",
+        "/api/v1/trials/train-005/files/%2Fetc%2Fpasswd",
+    ] {
+        let (s, body) = get(&url, path);
+        assert_eq!(s, 400, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    for (path, kind) in [
+        ("/", "<!doctype html>"),
+        ("/app.js", "\"use strict\""),
+        ("/style.css", ":root"),
+    ] {
+        let (s, body) = get(&url, path);
+        assert_eq!(s, 200);
+        assert!(String::from_utf8_lossy(&body).contains(kind), "{path}");
+    }
+    site.kill().unwrap();
+    site.wait().unwrap();
+}
+
+#[test]
+fn a_public_site_needs_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_experiment(dir.path(), "tok", 0.0);
+    assert!(
+        Command::new(bin())
+            .arg(&config)
+            .args(["--no-site"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut child = std::process::Command::new(bin())
+        .arg("site")
+        .arg(&config)
+        .args(["--site-host", "0.0.0.0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("Report site: ")
+        .unwrap()
+        .to_string();
+    let (base, token) = url.split_once("/?token=").unwrap();
+    assert_eq!(token.len(), 32);
+    let port = base.rsplit(':').next().unwrap();
+    let local = format!("http://127.0.0.1:{port}");
+    assert_eq!(get(&local, "/api/v1/experiment").0, 401);
+    assert_eq!(get(&local, "/api/v1/experiment?token=wrong").0, 401);
+    assert_eq!(
+        get(&local, &format!("/api/v1/experiment?token={token}")).0,
+        200
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Chromium and playwright-core as scripts/test.sh installs them.
+fn browser_tools() -> Option<(String, String)> {
+    let tools =
+        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let playwright = format!("{tools}/node/node_modules/playwright-core");
+    let chromium = "/usr/bin/chromium".to_string();
+    if Path::new(&playwright).exists() && Path::new(&chromium).exists() {
+        return Some((playwright, chromium));
+    }
+    let why = format!("needs {chromium} and {playwright} (scripts/test.sh installs them)");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("SKIPPED the browser test: {why}");
+    None
+}
+
+#[test]
+fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
+    let Some((playwright, chromium)) = browser_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_experiment(dir.path(), "browser", 0.4);
+    let mut run = std::process::Command::new(bin())
+        .arg(&config)
+        .args(["--cpus", "2", "--no-site"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("runs/browser/state.db");
+    let start = Instant::now();
+    while !db.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the run never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut site, url) = start_site(&config);
+    // Screenshots are kept for CI under the target folder, not committed.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("site-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/site.cjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&url)
+        .arg(&shots)
+        .arg("6")
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    assert!(run.wait().unwrap().success());
+    site.kill().unwrap();
+    site.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "browser script failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let counts: Vec<&str> = seen["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(counts.last(), Some(&"6/6"));
+    assert!(counts.len() >= 3, "the count rose live: {counts:?}");
+    let sorted: Vec<f64> = seen["sorted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        sorted.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by score, best first: {sorted:?}"
+    );
+    assert_eq!(seen["best"], "train-005");
+    assert_eq!(seen["points"], 5, "one point per reported step");
+    let download = std::fs::read(seen["download"].as_str().unwrap()).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(download.as_slice()));
+    let mut model = String::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with("model.txt") {
+            entry.read_to_string(&mut model).unwrap();
+        }
+    }
+    assert_eq!(model, "model-6\n");
+    for shot in ["overview.png", "stage.png", "trial.png"] {
+        assert!(shots.join(shot).metadata().unwrap().len() > 1000, "{shot}");
+    }
+}
+
+#[test]
+fn the_site_links_a_tensorboard_it_started_when_one_is_installed() {
+    let tools =
+        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let venv_bin = format!("{tools}/venv/bin");
+    if !Path::new(&venv_bin).join("tensorboard").exists() {
+        let why = format!("needs {venv_bin}/tensorboard (scripts/test.sh installs it)");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("SKIPPED the TensorBoard link test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_experiment(dir.path(), "tblink", 0.0);
+    assert!(
+        Command::new(bin())
+            .arg(&config)
+            .arg("--no-site")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    // Without tensorboard on PATH the site says how to get it.
+    let mut bare = std::process::Command::new(bin())
+        .arg("site")
+        .arg(&config)
+        .env("PATH", "/usr/bin:/bin")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(bare.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let url = line.strip_prefix("Report site: ").unwrap().to_string();
+    assert_eq!(
+        get_json(&url, "/api/v1/experiment").1["tensorboard"],
+        Value::Null
+    );
+    bare.kill().unwrap();
+    bare.wait().unwrap();
+
+    let path = format!("{venv_bin}:{}", std::env::var("PATH").unwrap_or_default());
+    let mut child = std::process::Command::new(bin())
+        .arg("site")
+        .arg(&config)
+        .env("PATH", path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Keep reading its stdout open: it prints the TensorBoard line next.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let url = line.strip_prefix("Report site: ").unwrap().to_string();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .starts_with("TensorBoard: http://127.0.0.1:")
+    );
+    let tb = get_json(&url, "/api/v1/experiment").1["tensorboard"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // TensorBoard takes a few seconds to come up: wait for it to answer.
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(mut conn) =
+            std::net::TcpStream::connect(tb.trim_start_matches("http://").trim_end_matches('/'))
+        {
+            let _ = conn.write_all(b"GET /data/runs HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = conn.read_to_string(&mut body);
+            if body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200") {
+                break body;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "TensorBoard at {tb} never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        status.contains("train-000") || status.contains("[]"),
+        "{status}"
+    );
+}
