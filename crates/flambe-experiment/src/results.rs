@@ -88,6 +88,19 @@ pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResul
     })
 }
 
+/// One trial's row, without ranking its stage.
+pub fn trial_row(store: &Store, stage: &Stage, id: &str) -> rusqlite::Result<Option<Row>> {
+    let Some(t) = store.trial(id)? else {
+        return Ok(None);
+    };
+    let summary = match &stage.metric {
+        Some(m) => store.metric_summary(id, m, stage.mode == Mode::Max)?,
+        None => MetricSummary::default(),
+    };
+    let attempts = store.attempt_count(id)?;
+    Ok(Some(row(stage, t, summary, attempts)))
+}
+
 fn row(stage: &Stage, t: Trial, s: MetricSummary, attempts: u32) -> Row {
     Row {
         stage: t.stage,

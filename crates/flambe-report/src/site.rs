@@ -17,7 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use flambe_config::Experiment;
-use flambe_experiment::results::{Row, stage_result};
+use flambe_experiment::results::{Row, stage_result, trial_row};
 use flambe_experiment::state::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -291,11 +291,8 @@ fn find_row(snap: &Snapshot, dir: &Path, id: &str) -> Result<Row, ApiError> {
             &format!("no stage `{}`", trial.stage),
         )
     })?;
-    let result = stage_result(&snap.store, stage).map_err(|e| internal(dir, e))?;
-    result
-        .rows
-        .into_iter()
-        .find(|r| r.id == id)
+    trial_row(&snap.store, stage, id)
+        .map_err(|e| internal(dir, e))?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no trial `{id}`")))
 }
 
