@@ -50,6 +50,19 @@ fn list(errors: &[HostError]) -> String {
         .join("\n")
 }
 
+/// Per-host results split into what worked and what failed.
+pub fn partition<T>(results: Vec<Result<T, HostError>>) -> (Vec<T>, Vec<HostError>) {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    (ok, errors)
+}
+
 pub fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
     let what = what.into();
     move |source| ClusterError::Io { what, source }
@@ -102,15 +115,8 @@ impl Cluster {
     pub async fn open(name: &str) -> Result<Cluster, ClusterError> {
         let (files, state) = load_state(name)?;
         let targets: Vec<Target> = state.hosts.iter().map(|h| target(&state, h)).collect();
-        let results = join_all(targets.iter().map(|t| Host::connect(&files, t, None))).await;
-        let mut hosts = Vec::new();
-        let mut errors = Vec::new();
-        for r in results {
-            match r {
-                Ok(h) => hosts.push(h),
-                Err(e) => errors.push(e),
-            }
-        }
+        let (hosts, errors) =
+            partition(join_all(targets.iter().map(|t| Host::connect(&files, t, None))).await);
         if !errors.is_empty() {
             let total = state.hosts.len();
             for h in hosts {
@@ -275,14 +281,7 @@ pub async fn down_ssh(name: &str) -> Result<Vec<String>, ClusterError> {
         }
     }))
     .await;
-    let mut cleaned = Vec::new();
-    let mut errors = Vec::new();
-    for r in results {
-        match r {
-            Ok(name) => cleaned.push(name),
-            Err(e) => errors.push(e),
-        }
-    }
+    let (cleaned, errors) = partition(results);
     if !errors.is_empty() {
         return Err(ClusterError::Unreachable {
             total: state.hosts.len(),

@@ -1,4 +1,4 @@
-//! Test hosts for integration tests: a thin driver of `scripts/testbed.sh`
+//! Test support. Test hosts for integration tests: a thin driver of `scripts/testbed.sh`
 //! (network namespaces on this machine, one sshd each). Root only; the
 //! tests that use it skip with a reason when not root, and fail under
 //! `CI=true`, where a missing prerequisite is a failure.
@@ -32,12 +32,19 @@ pub fn available(test: &str) -> bool {
     } else {
         return true;
     };
+    missing_prerequisite(test, why);
+    false
+}
+
+/// A test cannot run here for want of `why`: a loud skip on a developer's
+/// machine, a failure under `CI=true` (where every prerequisite must be
+/// installed by scripts/test.sh).
+pub fn missing_prerequisite(test: &str, why: &str) {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "{test}: {why}"
     );
     eprintln!("SKIPPED {test}: {why}");
-    false
 }
 
 unsafe extern "C" {
