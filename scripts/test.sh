@@ -37,6 +37,12 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   if ! "$FLAMBE_TEST_PYTHON" -c 'import tensorboard' 2>/dev/null; then
     "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check 'tensorboard==2.*'
   fi
+  # Ray from PyPI, in a venv every test host's user can read (hosts link it
+  # into ~/.flambe/ray: they have no network to install it themselves).
+  if ! "$TOOLS/ray/bin/ray" --version 2>/dev/null | grep -q 'version 2.60.0'; then
+    /usr/bin/python3 -m venv "$TOOLS/ray"
+    "$TOOLS/ray/bin/pip" install -q --disable-pip-version-check 'ray[default]==2.60.0'
+  fi
   # playwright-core drives Debian's chromium in the report site's browser test.
   if [ ! -d "$TOOLS/node/node_modules/playwright-core" ]; then
     mkdir -p "$TOOLS/node"

@@ -104,6 +104,8 @@ case $cmd in
       [ -d "$h" ] || continue
       n=${h##*/h}
       stop_sshd "$n"
+      # Whatever the host still runs (Ray, servers a test started) goes too.
+      ip netns pids "$(ns "$n")" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
       ip netns del "$(ns "$n")" 2>/dev/null || true
       ip link del "$(veth "$n")" 2>/dev/null || true
     done

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod home;
 pub mod host;
 pub mod plan;
+pub mod ray;
 pub mod ssh_provider;
 pub mod state;
 pub mod sync;

@@ -1,0 +1,202 @@
+//! Ray on a cluster, started host by host over SSH (`ray start --head` on
+//! the orchestrator, `ray start --address` on each factory), not with Ray's
+//! own cluster launcher, whose on-premises mode starts only the head.
+//!
+//! - Version: every host uses Ray `RAY_VERSION` from `~/.flambe/ray` (a
+//!   venv). Where `~/.flambe/ray/bin/ray` already reports that version it
+//!   is used as it is (a pre-installed Ray can be linked there); otherwise
+//!   flambe makes the venv and installs it with pip. A failed install names
+//!   the host and shows pip's error.
+//! - Placement: the head gets `--num-cpus 0 --num-gpus 0` and a custom
+//!   resource `orchestrator`, so trials land on factories only; each factory
+//!   offers its real CPUs and GPUs (`nvidia-smi`, or the number in
+//!   `~/.flambe/gpus` where that file exists: an override for machines whose
+//!   GPUs nvidia-smi cannot see, and for tests). Nodes join over private
+//!   addresses.
+//! - Exposure: the dashboard (and its Jobs API) listens on the orchestrator's
+//!   loopback only; flambe reaches it through an SSH tunnel. An open Ray
+//!   dashboard lets anyone who reaches it run code (CVE-2023-48022).
+//! - Idempotent: a node whose raylet already runs for its address is left
+//!   alone.
+
+use crate::cluster::{Cluster, ClusterError, partition};
+use crate::host::{Host, HostError, shell_quote};
+use crate::plan::Role;
+use futures::future::join_all;
+use std::time::{Duration, Instant};
+
+pub const RAY_VERSION: &str = "2.60.0";
+pub const GCS_PORT: u16 = 6379;
+pub const DASHBOARD_PORT: u16 = 8265;
+/// Where every host keeps its Ray.
+pub const RAY_HOME: &str = ".flambe/ray";
+
+/// The environment every Ray command runs with: our flambe and Ray first on
+/// PATH (trial entrypoints inherit the PATH of the Ray daemons), no usage
+/// statistics sent anywhere.
+pub fn ray_env() -> String {
+    format!(
+        "export RAY_USAGE_STATS_ENABLED=0 PATH=\"$HOME/.flambe/bin:$HOME/{RAY_HOME}/bin:$PATH\";"
+    )
+}
+
+/// Make sure every host has Ray `RAY_VERSION` in `~/.flambe/ray`.
+pub async fn ensure_ray(cluster: &Cluster) -> Result<(), ClusterError> {
+    let results = join_all(cluster.hosts.iter().map(ensure_on_host)).await;
+    let (_, errors) = partition(results);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ClusterError::Setup {
+            total: cluster.hosts.len(),
+            errors,
+        })
+    }
+}
+
+async fn ensure_on_host(host: &Host) -> Result<(), HostError> {
+    let version = host
+        .run(&format!("{RAY_HOME}/bin/ray --version 2>/dev/null"))
+        .await?;
+    if version.stdout.contains(&format!("version {RAY_VERSION}")) {
+        return Ok(());
+    }
+    let install = format!(
+        "python3 -m venv {RAY_HOME} && {RAY_HOME}/bin/pip install -q --disable-pip-version-check {}",
+        shell_quote(&format!("ray[default]=={RAY_VERSION}"))
+    );
+    host.check_within(&install, Duration::from_secs(20 * 60))
+        .await
+        .map(|_| ())
+}
+
+/// What `start_ray` brought up.
+#[derive(Debug, Clone)]
+pub struct RayCluster {
+    /// The head's private address (GCS on `GCS_PORT`).
+    pub head: String,
+    /// Alive nodes, the head included.
+    pub nodes: usize,
+}
+
+/// Start Ray on every host (head first) and wait until every node is alive.
+pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
+    let state = &cluster.state;
+    let head_ip = state
+        .orchestrator()
+        .map(|h| h.private.clone())
+        .ok_or_else(|| ClusterError::Io {
+            what: "the cluster has no orchestrator".into(),
+            source: std::io::Error::other("no orchestrator in the cluster state"),
+        })?;
+    let env = ray_env();
+    let head = cluster.orchestrator();
+    head.check(&format!(
+        "{env} {running} || ray start --head --node-ip-address {head_ip} --port {GCS_PORT} \
+         --dashboard-host 127.0.0.1 --dashboard-port {DASHBOARD_PORT} --num-cpus 0 --num-gpus 0 \
+         --resources '{{\"orchestrator\": 1}}' --disable-usage-stats",
+        running = raylet_running(&head_ip)
+    ))
+    .await?;
+    let workers = cluster.hosts.iter().filter_map(|h| {
+        let hs = state.host(h.name())?;
+        (hs.role == Role::Factory).then(|| {
+            let ip = hs.private.clone();
+            let head_ip = head_ip.clone();
+            let env = env.clone();
+            async move {
+                h.check(&format!(
+                    "{env} {running} || ray start --address {head_ip}:{GCS_PORT} --node-ip-address {ip} \
+                     --num-cpus $(nproc) --num-gpus $(cat .flambe/gpus 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU') || echo 0) \
+                     --disable-usage-stats",
+                    running = raylet_running(&ip)
+                ))
+                .await
+            }
+        })
+    });
+    let (_, errors) = partition(join_all(workers).await);
+    if !errors.is_empty() {
+        return Err(ClusterError::Setup {
+            total: state.hosts.len(),
+            errors,
+        });
+    }
+    let expected = state.hosts.len();
+    let start = Instant::now();
+    loop {
+        let nodes = alive_nodes(head, &head_ip).await?;
+        if nodes >= expected {
+            return Ok(RayCluster {
+                head: head_ip,
+                nodes,
+            });
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            return Err(ClusterError::Host(HostError::Other {
+                host: head.name().to_string(),
+                detail: format!("only {nodes} of {expected} Ray nodes joined within 120 s"),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A shell test for "a raylet already runs for this node address".
+fn raylet_running(ip: &str) -> String {
+    format!("pgrep -u \"$(id -u)\" -f 'raylet.*node.ip.address={ip}( |$)' >/dev/null")
+}
+
+/// Alive nodes as `ray status` on the head counts them.
+async fn alive_nodes(head: &Host, head_ip: &str) -> Result<usize, HostError> {
+    let out = head
+        .run(&format!(
+            "{} ray status --address {head_ip}:{GCS_PORT} 2>/dev/null",
+            ray_env()
+        ))
+        .await?;
+    Ok(count_active(&out.stdout))
+}
+
+/// Nodes listed under `Active:` in `ray status` output.
+pub fn count_active(status: &str) -> usize {
+    status
+        .lines()
+        .skip_while(|l| l.trim() != "Active:")
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .filter(|l| l.contains("node_"))
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(1)
+        })
+        .sum()
+}
+
+/// Stop Ray on every host.
+pub async fn stop_ray(cluster: &Cluster) -> Result<(), ClusterError> {
+    let cmd = format!("{} ray stop --force >/dev/null 2>&1 || true", ray_env());
+    let (_, errors) = partition(join_all(cluster.hosts.iter().map(|h| h.check(&cmd))).await);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ClusterError::Setup {
+            total: cluster.hosts.len(),
+            errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_active_nodes() {
+        let status = "======== Autoscaler status ========\nNode status\n---------\nActive:\n 1 node_aa\n 1 node_bb\n 1 node_cc\nPending:\n (no pending nodes)\n";
+        assert_eq!(count_active(status), 3);
+        assert_eq!(count_active(""), 0);
+    }
+}
