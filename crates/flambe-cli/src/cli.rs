@@ -58,6 +58,11 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub site: SiteArgs,
+
+    /// Run the trials on a Ray cluster through its Jobs API at this address
+    /// (e.g. http://127.0.0.1:8265); every node must have this flambe build
+    #[arg(long, value_name = "URL")]
+    pub ray_address: Option<String>,
 }
 
 /// Where the report site listens.
@@ -89,6 +94,9 @@ pub enum Command {
     /// Manage clusters made by `flambe CLUSTER.yaml`
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Run one trial as a Ray job's entrypoint (used by flambe itself)
+    #[command(hide = true)]
+    TrialRun { spec: String },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]

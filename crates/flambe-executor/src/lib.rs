@@ -9,19 +9,44 @@
 //! - [`local`]: child processes on this machine, as many at once as their
 //!   CPUs and GPUs fit, each in its own process group so that stopping a job
 //!   stops everything it started.
+//! - [`ray`]: jobs submitted to a Ray cluster through the Jobs REST API, with
+//!   the job's CPUs/GPUs as entrypoint resources; the entrypoint is
+//!   `flambe trial-run` ([`wrapper`]), which runs the command on the node Ray
+//!   chose, as a local job there, and reports back through its log.
 //! - [`metrics`]: the JSON-lines metrics format shared by every executor.
 
 pub mod local;
 pub mod metrics;
+pub mod ray;
+pub mod wrapper;
 
 pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_stale_group};
 pub use metrics::{MetricLine, parse_metric_line};
+pub use ray::RayExecutor;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where jobs run: the engine launches, releases and cancels through this,
+/// and hears back on the channel the executor was made with.
+pub trait Executor: Send {
+    /// Whether a job needing `cpus` and `gpus` can start now.
+    fn fits(&self, cpus: f64, gpus: u32) -> bool;
+    /// Jobs launched and not yet released.
+    fn running(&self) -> usize;
+    /// Start a job; its resources stay taken until `release`.
+    fn launch(&mut self, spec: JobSpec);
+    /// Give back a finished job's resources.
+    fn release(&mut self, id: &str);
+    /// Stop a job; a `Finished` event follows.
+    fn cancel(&self, id: &str);
+    fn cancel_all(&self);
+    /// Where jobs run, as the results table names it (`local`, `ray`).
+    fn host(&self) -> &str;
+}
+
 /// One run of one command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     /// The trial id; every event names it.
     pub id: String,
@@ -31,6 +56,7 @@ pub struct JobSpec {
     pub env: Vec<(String, String)>,
     pub cpus: f64,
     pub gpus: u32,
+    #[serde(with = "secs")]
     pub timeout: Option<Duration>,
     /// stdout and stderr are appended to these files.
     pub stdout: PathBuf,
@@ -69,6 +95,19 @@ pub enum JobEvent {
     },
 }
 
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_some(&d.map(|d| d.as_secs_f64()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(Duration::from_secs_f64))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The command exited with this code.
@@ -81,6 +120,8 @@ pub enum Outcome {
     Cancelled,
     /// Could not be started at all.
     SpawnFailed(String),
+    /// Gone with no exit code: the machine or the job runner lost it.
+    Lost(String),
 }
 
 impl std::fmt::Display for Outcome {
@@ -91,6 +132,7 @@ impl std::fmt::Display for Outcome {
             Outcome::TimedOut => write!(f, "timed out"),
             Outcome::Cancelled => write!(f, "stopped"),
             Outcome::SpawnFailed(why) => write!(f, "could not start: {why}"),
+            Outcome::Lost(why) => write!(f, "lost: {why}"),
         }
     }
 }

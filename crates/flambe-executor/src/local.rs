@@ -7,7 +7,7 @@
 //! `CUDA_VISIBLE_DEVICES`; a job without GPUs gets an empty one (no GPU).
 
 use crate::metrics::parse_metric_line;
-use crate::{JobEvent, JobSpec, Outcome};
+use crate::{Executor, JobEvent, JobSpec, Outcome};
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::os::unix::process::ExitStatusExt;
@@ -70,6 +70,9 @@ struct Running {
 }
 
 pub struct LocalExecutor {
+    /// Set `CUDA_VISIBLE_DEVICES` from the GPUs handed out (false where
+    /// something else, such as Ray, already chose the job's GPUs).
+    manage_gpus: bool,
     cpus_total: f64,
     cpus_used: f64,
     gpus_free: Vec<u32>,
@@ -80,6 +83,7 @@ pub struct LocalExecutor {
 impl LocalExecutor {
     pub fn new(cpus: f64, gpus: u32, events: mpsc::UnboundedSender<JobEvent>) -> LocalExecutor {
         LocalExecutor {
+            manage_gpus: true,
             cpus_total: cpus,
             cpus_used: 0.0,
             gpus_free: (0..gpus).collect(),
@@ -88,18 +92,34 @@ impl LocalExecutor {
         }
     }
 
-    /// Whether a job needing `cpus` and `gpus` can start now.
-    pub fn fits(&self, cpus: f64, gpus: u32) -> bool {
-        self.cpus_used + cpus <= self.cpus_total + 1e-9 && self.gpus_free.len() >= gpus as usize
+    /// Leave `CUDA_VISIBLE_DEVICES` as the environment has it.
+    pub fn keep_gpu_env(mut self) -> LocalExecutor {
+        self.manage_gpus = false;
+        self
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn fits(&self, cpus: f64, gpus: u32) -> bool {
+        self.cpus_used + cpus <= self.cpus_total + 1e-9
+            && (!self.manage_gpus || self.gpus_free.len() >= gpus as usize)
     }
 
-    pub fn running(&self) -> usize {
+    fn running(&self) -> usize {
         self.running.len()
     }
 
-    /// Start a job; its resources stay taken until [`release`](Self::release).
-    pub fn launch(&mut self, spec: JobSpec) {
-        let gpus: Vec<u32> = self.gpus_free.drain(..spec.gpus as usize).collect();
+    fn host(&self) -> &str {
+        "local"
+    }
+
+    fn launch(&mut self, spec: JobSpec) {
+        let take = if self.manage_gpus {
+            spec.gpus as usize
+        } else {
+            0
+        };
+        let gpus: Vec<u32> = self.gpus_free.drain(..take).collect();
         self.cpus_used += spec.cpus;
         let cancel = Arc::new(Notify::new());
         self.running.insert(
@@ -110,11 +130,11 @@ impl LocalExecutor {
                 cancel: cancel.clone(),
             },
         );
-        tokio::spawn(run_job(spec, gpus, cancel, self.events.clone()));
+        let gpu_env = self.manage_gpus.then_some(gpus);
+        tokio::spawn(run_job(spec, gpu_env, cancel, self.events.clone()));
     }
 
-    /// Give back a finished job's CPUs and GPUs.
-    pub fn release(&mut self, id: &str) {
+    fn release(&mut self, id: &str) {
         if let Some(job) = self.running.remove(id) {
             self.cpus_used = (self.cpus_used - job.cpus).max(0.0);
             self.gpus_free.extend(job.gpus);
@@ -122,14 +142,14 @@ impl LocalExecutor {
         }
     }
 
-    /// Stop a job (SIGTERM to its group, SIGKILL after a grace period).
-    pub fn cancel(&self, id: &str) {
+    /// SIGTERM to the job's group, SIGKILL after a grace period.
+    fn cancel(&self, id: &str) {
         if let Some(job) = self.running.get(id) {
             job.cancel.notify_one();
         }
     }
 
-    pub fn cancel_all(&self) {
+    fn cancel_all(&self) {
         for job in self.running.values() {
             job.cancel.notify_one();
         }
@@ -138,28 +158,30 @@ impl LocalExecutor {
 
 async fn run_job(
     spec: JobSpec,
-    gpus: Vec<u32>,
+    gpus: Option<Vec<u32>>,
     cancel: Arc<Notify>,
     events: mpsc::UnboundedSender<JobEvent>,
 ) {
     let id = spec.id.clone();
-    let outcome = match spawn(&spec, &gpus).await {
+    let outcome = match spawn(&spec, gpus.as_deref()).await {
         Err(e) => Outcome::SpawnFailed(e.to_string()),
-        Ok(child) => supervise(spec, child, gpus, cancel, &events).await,
+        Ok(child) => supervise(spec, child, gpus.unwrap_or_default(), cancel, &events).await,
     };
     let _ = events.send(JobEvent::Finished { id, outcome });
 }
 
-async fn spawn(spec: &JobSpec, gpus: &[u32]) -> std::io::Result<Child> {
+async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<Child> {
     tokio::fs::create_dir_all(&spec.cwd).await?;
     File::create(&spec.metrics).await?;
-    let devices: Vec<String> = gpus.iter().map(u32::to_string).collect();
     let mut cmd = Command::new("bash");
+    if let Some(gpus) = gpus {
+        let devices: Vec<String> = gpus.iter().map(u32::to_string).collect();
+        cmd.env("CUDA_VISIBLE_DEVICES", devices.join(","));
+    }
     cmd.arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env("CUDA_VISIBLE_DEVICES", devices.join(","))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricLine {
     pub step: Option<i64>,
     pub values: Vec<(String, f64)>,

@@ -16,7 +16,9 @@ use crate::search::{expand, render_value};
 use crate::state::{Status, Store, Trial};
 use flambe_config::template::{Ref, classify};
 use flambe_config::{EnvValue, EnvVar, Experiment, ResourceLocation, Scheduler, Stage};
-use flambe_executor::{JobEvent, JobSpec, LocalExecutor, Outcome, kill_stale_group};
+use flambe_executor::{
+    Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, kill_stale_group,
+};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,19 @@ pub struct RunOptions {
     pub gpus: Option<u32>,
     /// Report every output line of every trial.
     pub echo: bool,
+    /// Run trials on a Ray cluster instead of here.
+    pub ray: Option<RayTarget>,
+}
+
+/// A Ray cluster to submit trials to, through its Jobs REST API.
+#[derive(Debug, Clone)]
+pub struct RayTarget {
+    /// The dashboard, e.g. `http://127.0.0.1:8265`.
+    pub address: String,
+    /// The `flambe` binary the nodes run as each trial's entrypoint.
+    pub flambe: String,
+    /// Jobs submitted at once, at most.
+    pub max_in_flight: usize,
 }
 
 /// What happened, for whoever shows it.
@@ -122,10 +137,11 @@ pub enum EngineError {
 
 type Result<T> = std::result::Result<T, EngineError>;
 
-/// Run (or resume) an experiment on this machine. Returns when every stage
-/// is done, or with [`EngineError::Interrupted`] once `interrupt` fires and
-/// the running trials are stopped (a rerun resumes).
-pub async fn run_local(
+/// Run (or resume) an experiment, here or on the Ray cluster of
+/// `opts.ray`. Returns when every stage is done, or with
+/// [`EngineError::Interrupted`] once `interrupt` fires and the running
+/// trials are stopped (a rerun resumes).
+pub async fn run_experiment(
     exp: &Experiment,
     opts: &RunOptions,
     observer: &mut dyn Observer,
@@ -150,12 +166,25 @@ pub async fn run_local(
         resumed,
     });
     let (tx, rx) = mpsc::unbounded_channel();
+    let executor: Box<dyn Executor> = match &opts.ray {
+        None => Box::new(LocalExecutor::new(cpus, gpus, tx)),
+        Some(ray) => {
+            let run = format!("{}-{}", exp.name, crate::state::now() as u64);
+            Box::new(RayExecutor::new(
+                &ray.address,
+                &ray.flambe,
+                &run,
+                ray.max_in_flight,
+                tx,
+            ))
+        }
+    };
     let mut engine = Engine {
         exp,
         dir,
         store,
         observer,
-        executor: LocalExecutor::new(cpus, gpus, tx),
+        executor,
         events: rx,
         running: HashMap::new(),
         base_env,
@@ -338,7 +367,7 @@ struct Engine<'a> {
     dir: PathBuf,
     store: Store,
     observer: &'a mut dyn Observer,
-    executor: LocalExecutor,
+    executor: Box<dyn Executor>,
     events: mpsc::UnboundedReceiver<JobEvent>,
     running: HashMap<String, RunningTrial>,
     base_env: Vec<(String, String)>,
@@ -491,7 +520,8 @@ impl Engine<'_> {
 
     fn launch(&mut self, stage_index: usize, trial: Trial) -> Result<()> {
         let stage = &self.exp.pipeline[stage_index];
-        let attempt = self.state(self.store.start_attempt(&trial.id, "local"))?;
+        let host = self.executor.host().to_string();
+        let attempt = self.state(self.store.start_attempt(&trial.id, &host))?;
         let dir = self.trial_dir(&trial.id);
         let out = self.out_dir(&trial.id);
         let io = |what: String| move |source| EngineError::Io { what, source };
@@ -633,7 +663,10 @@ impl Engine<'_> {
     /// One executor event; returns a trial to retry.
     fn handle(&mut self, event: JobEvent, asha: Option<&mut Asha>) -> Result<Option<Trial>> {
         match event {
-            JobEvent::Started { id, pid, .. } => self.state(self.store.set_pgid(&id, pid))?,
+            JobEvent::Started { id, pid, .. } if pid > 0 => {
+                self.state(self.store.set_pgid(&id, pid))?
+            }
+            JobEvent::Started { .. } => {}
             JobEvent::Metric { id, line, metric } => {
                 let Some(rt) = self.running.get_mut(&id) else {
                     return Ok(None);

@@ -21,7 +21,7 @@ pub mod rng;
 pub mod search;
 pub mod state;
 
-pub use engine::{EngineError, Event, Observer, RunOptions, run_local};
+pub use engine::{EngineError, Event, Observer, RayTarget, RunOptions, run_experiment};
 pub use plan::{ExperimentPlan, StagePlan, plan, trial_id};
 pub use results::{Report, Row, StageResult};
 pub use search::{Params, expand, render_value};

@@ -12,8 +12,17 @@ use std::process::ExitCode;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions { shell }) => completions::print(shell),
+        Some(Command::TrialRun { spec }) => trial_run(&spec),
         Some(Command::Cluster(cmd)) => cluster::run(cmd),
         Some(Command::Site { target, site }) => site::run(&target, &site),
         None => run::run(cli.run, cli.verbose),
     }
+}
+
+/// `flambe trial-run SPEC`: one trial, as the entrypoint of a Ray job.
+fn trial_run(spec: &str) -> anyhow::Result<ExitCode> {
+    let spec = flambe_executor::wrapper::decode_spec(spec)
+        .map_err(|e| anyhow::anyhow!("bad trial spec: {e}"))?;
+    let code = cluster::runtime()?.block_on(flambe_executor::wrapper::run_trial(spec));
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -5,7 +5,8 @@ use crate::progress::Console;
 use anyhow::{Context, anyhow, bail};
 use flambe_config::{AwsCluster, ConfigFile, Experiment, Runnable, SshCluster, load_file};
 use flambe_experiment::{
-    EngineError, ExperimentPlan, Report, RunOptions, render_value, run_local, trial_id,
+    EngineError, ExperimentPlan, RayTarget, Report, RunOptions, render_value, run_experiment,
+    trial_id,
 };
 use std::path::Path;
 use std::process::ExitCode;
@@ -65,11 +66,23 @@ fn run_experiment_here(
     args: &RunArgs,
     verbose: u8,
 ) -> anyhow::Result<ExitCode> {
+    let ray = match &args.ray_address {
+        Some(address) => Some(RayTarget {
+            address: address.clone(),
+            flambe: std::env::current_exe()
+                .context("cannot find the running flambe binary")?
+                .display()
+                .to_string(),
+            max_in_flight: 64,
+        }),
+        None => None,
+    };
     let opts = RunOptions {
         force: args.force,
         cpus: args.cpus,
         gpus: args.gpus,
         echo: verbose > 0,
+        ray,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,7 +107,7 @@ fn run_experiment_here(
                 Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
             }
         });
-        Ok::<_, anyhow::Error>(run_local(exp, &opts, &mut console, interrupt).await)
+        Ok::<_, anyhow::Error>(run_experiment(exp, &opts, &mut console, interrupt).await)
     })?;
     let rerun = format!("flambe {}", file.display());
     match result {

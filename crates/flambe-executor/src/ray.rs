@@ -1,0 +1,268 @@
+//! Jobs on a Ray cluster, through the Ray Jobs REST API (`/api/jobs/`).
+//!
+//! Each job is submitted with its CPUs and GPUs as entrypoint resources, so
+//! Ray places it on a node that has them and sets `CUDA_VISIBLE_DEVICES`.
+//! The entrypoint is `flambe trial-run SPEC` (see [`crate::wrapper`]). The
+//! driver follows each job by polling its status and its log, turning the
+//! wrapper's `@@flambe:` lines into events. A job that ends without the
+//! wrapper's outcome line (its node died, Ray lost it) is `Outcome::Lost`.
+//!
+//! Ray queues what does not fit; the executor still caps the jobs in flight
+//! (`max_in_flight`) so a large stage does not flood the cluster's queue.
+
+use crate::wrapper::{Message, encode_spec};
+use crate::{Executor, JobEvent, JobSpec, Outcome};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+/// How often a running job's status and log are read.
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct RayExecutor {
+    client: reqwest::Client,
+    /// The dashboard, e.g. `http://127.0.0.1:8265`.
+    base: String,
+    /// The `flambe` the nodes run as the entrypoint.
+    flambe: String,
+    /// Makes submission ids unique per driver run (`flambe-<run>-<trial>-<n>`).
+    run: String,
+    max_in_flight: usize,
+    running: HashMap<String, Arc<Notify>>,
+    attempts: HashMap<String, u32>,
+    events: mpsc::UnboundedSender<JobEvent>,
+}
+
+impl RayExecutor {
+    pub fn new(
+        base: &str,
+        flambe: &str,
+        run: &str,
+        max_in_flight: usize,
+        events: mpsc::UnboundedSender<JobEvent>,
+    ) -> RayExecutor {
+        RayExecutor {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+            base: base.trim_end_matches('/').to_string(),
+            flambe: flambe.to_string(),
+            run: run.to_string(),
+            max_in_flight: max_in_flight.max(1),
+            running: HashMap::new(),
+            attempts: HashMap::new(),
+            events,
+        }
+    }
+}
+
+impl Executor for RayExecutor {
+    fn fits(&self, _cpus: f64, _gpus: u32) -> bool {
+        self.running.len() < self.max_in_flight
+    }
+
+    fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    fn host(&self) -> &str {
+        "ray"
+    }
+
+    fn launch(&mut self, spec: JobSpec) {
+        let n = self.attempts.entry(spec.id.clone()).or_insert(0);
+        *n += 1;
+        let submission = format!("flambe-{}-{}-{n}", self.run, spec.id);
+        let cancel = Arc::new(Notify::new());
+        self.running.insert(spec.id.clone(), cancel.clone());
+        let job = RayJob {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            submission,
+            events: self.events.clone(),
+        };
+        let flambe = self.flambe.clone();
+        tokio::spawn(async move { job.run(spec, &flambe, cancel).await });
+    }
+
+    fn release(&mut self, id: &str) {
+        self.running.remove(id);
+    }
+
+    fn cancel(&self, id: &str) {
+        if let Some(c) = self.running.get(id) {
+            c.notify_one();
+        }
+    }
+
+    fn cancel_all(&self) {
+        for c in self.running.values() {
+            c.notify_one();
+        }
+    }
+}
+
+struct RayJob {
+    client: reqwest::Client,
+    base: String,
+    submission: String,
+    events: mpsc::UnboundedSender<JobEvent>,
+}
+
+impl RayJob {
+    async fn run(self, spec: JobSpec, flambe: &str, cancel: Arc<Notify>) {
+        let id = spec.id.clone();
+        let outcome = match self.submit(&spec, flambe).await {
+            Err(e) => Outcome::SpawnFailed(format!("Ray did not take the job: {e}")),
+            Ok(()) => self.follow(&id, spec.echo, cancel).await,
+        };
+        let _ = self.events.send(JobEvent::Finished { id, outcome });
+    }
+
+    async fn submit(&self, spec: &JobSpec, flambe: &str) -> Result<(), String> {
+        let body = json!({
+            "entrypoint": format!("{flambe} trial-run {}", encode_spec(spec)),
+            "submission_id": self.submission,
+            "entrypoint_num_cpus": spec.cpus,
+            "entrypoint_num_gpus": spec.gpus,
+        });
+        let resp = self
+            .client
+            .post(format!("{}/api/jobs/", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            Err(format!("{status}: {}", text.lines().last().unwrap_or("")))
+        }
+    }
+
+    async fn status(&self) -> Result<Value, String> {
+        let resp = self
+            .client
+            .get(format!("{}/api/jobs/{}", self.base, self.submission))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        resp.json().await.map_err(|e| e.to_string())
+    }
+
+    async fn logs(&self) -> Result<String, String> {
+        let resp = self
+            .client
+            .get(format!("{}/api/jobs/{}/logs", self.base, self.submission))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        Ok(v["logs"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn stop(&self) {
+        let _ = self
+            .client
+            .post(format!("{}/api/jobs/{}/stop", self.base, self.submission))
+            .send()
+            .await;
+    }
+
+    /// Poll until the job ends; relay what the wrapper says.
+    async fn follow(&self, id: &str, echo: bool, cancel: Arc<Notify>) -> Outcome {
+        let mut seen_lines = 0;
+        let mut outcome: Option<Outcome> = None;
+        let mut cancelled = false;
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                () = cancel.notified(), if !cancelled => {
+                    cancelled = true;
+                    self.stop().await;
+                }
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let status = match self.status().await {
+                Ok(s) => {
+                    failures = 0;
+                    s
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures > 20 {
+                        return Outcome::Lost(format!("the Ray dashboard stopped answering: {e}"));
+                    }
+                    continue;
+                }
+            };
+            if let Ok(logs) = self.logs().await {
+                let lines: Vec<&str> = logs.lines().collect();
+                // The last line may still be incomplete unless the job ended.
+                for line in lines.iter().skip(seen_lines) {
+                    self.relay(id, line, echo, &mut outcome);
+                }
+                seen_lines = seen_lines.max(lines.len());
+            }
+            match status["status"].as_str().unwrap_or("") {
+                "SUCCEEDED" | "FAILED" | "STOPPED" => {
+                    if cancelled {
+                        return Outcome::Cancelled;
+                    }
+                    return outcome.unwrap_or_else(|| {
+                        Outcome::Lost(format!(
+                            "Ray reports the job {}: {}",
+                            status["status"].as_str().unwrap_or("ended"),
+                            status["message"].as_str().unwrap_or("no message")
+                        ))
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn relay(&self, id: &str, line: &str, echo: bool, outcome: &mut Option<Outcome>) {
+        let event = match Message::parse(line) {
+            Some(Message::Started { .. }) => JobEvent::Started {
+                id: id.to_string(),
+                pid: 0,
+                gpus: Vec::new(),
+            },
+            Some(Message::Metric { line, metric }) => JobEvent::Metric {
+                id: id.to_string(),
+                line,
+                metric,
+            },
+            Some(Message::BadLine { line, error }) => JobEvent::BadMetricLine {
+                id: id.to_string(),
+                line,
+                error,
+            },
+            Some(Message::Outcome {
+                exited,
+                detail,
+                timed_out,
+            }) => {
+                *outcome = Some(match (exited, timed_out) {
+                    (Some(code), _) => Outcome::Exited(code),
+                    (None, true) => Outcome::TimedOut,
+                    (None, false) => Outcome::Lost(detail),
+                });
+                return;
+            }
+            None if echo => JobEvent::Output {
+                id: id.to_string(),
+                stderr: false,
+                line: line.to_string(),
+            },
+            None => return,
+        };
+        let _ = self.events.send(event);
+    }
+}

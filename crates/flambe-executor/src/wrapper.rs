@@ -1,0 +1,147 @@
+//! `flambe trial-run SPEC`: the entrypoint of a trial's Ray job.
+//!
+//! It runs on the node Ray chose, runs the trial's command there as a local
+//! job (same environment as a local trial; `CUDA_VISIBLE_DEVICES` as Ray set
+//! it), and reports to the driver through its own output, which the driver
+//! reads from the Jobs API: lines starting with `@@flambe:` are messages
+//! (metrics, bad metrics lines, the outcome), everything else is the trial's
+//! output. The spec travels hex-encoded JSON in the entrypoint, so no
+//! quoting can break it.
+
+use crate::local::LocalExecutor;
+use crate::{Executor, JobEvent, JobSpec, MetricLine, Outcome};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use tokio::sync::mpsc;
+
+pub const PREFIX: &str = "@@flambe:";
+
+/// What the wrapper tells the driver, one line each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Message {
+    Started {
+        host: String,
+    },
+    Metric {
+        line: usize,
+        metric: MetricLine,
+    },
+    BadLine {
+        line: usize,
+        error: String,
+    },
+    Outcome {
+        exited: Option<i32>,
+        detail: String,
+        timed_out: bool,
+    },
+}
+
+impl Message {
+    pub fn to_line(&self) -> String {
+        format!(
+            "{PREFIX}{}",
+            serde_json::to_string(self).unwrap_or_default()
+        )
+    }
+
+    pub fn parse(line: &str) -> Option<Message> {
+        serde_json::from_str(line.strip_prefix(PREFIX)?).ok()
+    }
+}
+
+pub fn encode_spec(spec: &JobSpec) -> String {
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    json.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn decode_spec(hex: &str) -> Result<JobSpec, String> {
+    if !hex.len().is_multiple_of(2) {
+        return Err("odd length".into());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<u8>, String>>()?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+fn say(message: &Message) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{}", message.to_line());
+    let _ = out.flush();
+}
+
+/// Run the trial; returns the exit code the wrapper should exit with.
+pub async fn run_trial(spec: JobSpec) -> i32 {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    say(&Message::Started { host });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut local = LocalExecutor::new(spec.cpus.max(0.01), 0, tx).keep_gpu_env();
+    local.launch(JobSpec { echo: true, ..spec });
+    while let Some(event) = rx.recv().await {
+        match event {
+            JobEvent::Metric { line, metric, .. } => say(&Message::Metric { line, metric }),
+            JobEvent::BadMetricLine { line, error, .. } => say(&Message::BadLine { line, error }),
+            JobEvent::Output { stderr, line, .. } => {
+                if stderr {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            }
+            JobEvent::Started { .. } => {}
+            JobEvent::Finished { outcome, .. } => {
+                let exited = match outcome {
+                    Outcome::Exited(code) => Some(code),
+                    _ => None,
+                };
+                say(&Message::Outcome {
+                    exited,
+                    detail: outcome.to_string(),
+                    timed_out: outcome == Outcome::TimedOut,
+                });
+                return exited.unwrap_or(1);
+            }
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_and_messages_round_trip() {
+        let spec = JobSpec {
+            id: "t-1".into(),
+            command: "echo 'a \"b\"' $X".into(),
+            cwd: "/tmp/x".into(),
+            env: vec![("X".into(), "1 2".into())],
+            cpus: 1.0,
+            gpus: 1,
+            timeout: Some(std::time::Duration::from_secs(3)),
+            stdout: "/tmp/o".into(),
+            stderr: "/tmp/e".into(),
+            metrics: "/tmp/m".into(),
+            echo: false,
+        };
+        let back = decode_spec(&encode_spec(&spec)).unwrap();
+        assert_eq!(back.command, spec.command);
+        assert_eq!(back.timeout, spec.timeout);
+        let m = Message::Metric {
+            line: 3,
+            metric: MetricLine {
+                step: Some(2),
+                values: vec![("acc".into(), 0.5)],
+            },
+        };
+        assert_eq!(Message::parse(&m.to_line()), Some(m));
+        assert_eq!(Message::parse("plain output"), None);
+    }
+}
