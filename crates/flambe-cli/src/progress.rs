@@ -54,17 +54,9 @@ impl Console {
 impl Observer for Console {
     fn on(&mut self, event: Event<'_>) {
         match &event {
-            Event::Begin {
-                dir,
-                cpus,
-                gpus,
-                resumed,
-            } => {
+            Event::Begin { dir, on, resumed } => {
                 let verb = if *resumed { "Resuming" } else { "Running" };
-                self.line(&format!(
-                    "{verb} in {} ({cpus} CPUs, {gpus} GPUs)",
-                    dir.display()
-                ));
+                self.line(&format!("{verb} on {on}; results in {}", dir.display()));
             }
             Event::StageBegin {
                 stage,

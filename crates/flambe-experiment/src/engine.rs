@@ -54,10 +54,10 @@ pub struct RayTarget {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The run begins; `dir` holds its results.
+    /// `on` names where trials run: `this machine (2 CPUs, 0 GPUs)`, `Ray at URL`.
     Begin {
         dir: &'a Path,
-        cpus: f64,
-        gpus: u32,
+        on: String,
         resumed: bool,
     },
     StageBegin {
@@ -156,13 +156,19 @@ pub async fn run_experiment(
         .gpus
         .or(exp.devices.gpus)
         .unwrap_or_else(flambe_executor::detect_gpus);
-    check_resources(exp, cpus, gpus)?;
+    // Here the machine's size bounds a trial; on Ray the cluster's does.
+    if opts.ray.is_none() {
+        check_resources(exp, cpus, gpus)?;
+    }
     let base_env = resolve_env(&exp.env)?;
     let (store, resumed) = prepare(exp, &dir, opts.force)?;
+    let on = match &opts.ray {
+        Some(ray) => format!("Ray at {}", ray.address),
+        None => format!("this machine ({cpus} CPUs, {gpus} GPUs)"),
+    };
     observer.on(Event::Begin {
         dir: &dir,
-        cpus,
-        gpus,
+        on,
         resumed,
     });
     let (tx, rx) = mpsc::unbounded_channel();

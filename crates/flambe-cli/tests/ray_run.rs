@@ -1,0 +1,270 @@
+//! Experiments whose trials run as Ray jobs, submitted through the real
+//! Ray Jobs REST API of a one-node Ray (from PyPI, with 2 CPUs and 2 fake
+//! GPUs) started by this test on loopback: same results as a local run,
+//! distinct GPUs for concurrent GPU trials, lost jobs retried.
+
+use assert_cmd::Command;
+use flambe_cluster::testbed::missing_prerequisite;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A Ray head of our own, in its own process group, killed on drop.
+struct LocalRay {
+    child: std::process::Child,
+    pgid: i32,
+    dashboard: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalRay {
+    fn start(gcs_port: u16, dashboard_port: u16) -> Option<LocalRay> {
+        let tools =
+            std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+        let ray = format!("{tools}/ray/bin/ray");
+        if !Path::new(&ray).exists() {
+            missing_prerequisite(
+                "ray_run",
+                &format!("needs {ray} (scripts/test.sh installs Ray 2.60)"),
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(&ray)
+            .args([
+                "start",
+                "--head",
+                "--block",
+                "--disable-usage-stats",
+                "--num-cpus",
+                "2",
+                "--num-gpus",
+                "2",
+            ])
+            .args([
+                "--port",
+                &gcs_port.to_string(),
+                "--dashboard-host",
+                "127.0.0.1",
+            ])
+            .args(["--dashboard-port", &dashboard_port.to_string()])
+            .arg("--temp-dir")
+            .arg(dir.path().join("ray"))
+            .env("RAY_USAGE_STATS_ENABLED", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let ray = LocalRay {
+            pgid: child.id() as i32,
+            child,
+            dashboard: format!("http://127.0.0.1:{dashboard_port}"),
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", dashboard_port)).is_err()
+            || !jobs_api_answers(dashboard_port)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "Ray's dashboard never came up"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(ray)
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+fn jobs_api_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.write_all(b"GET /api/jobs/ HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200")
+}
+
+impl Drop for LocalRay {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group this test created.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn write(dir: &Path, save: &str) -> PathBuf {
+    let config = dir.join(format!("{save}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"!Experiment
+name: rayexp
+save_path: ./{save}
+env:
+  T: {scratch}
+max_failures: 1
+seed: 11
+pipeline:
+  train: !Stage
+    run: |-
+      if [ {{lr}} = 0.2 ] && [ ! -f $T/{save}-died ] && grep -q trial-run /proc/$PPID/cmdline; then touch $T/{save}-died; kill -9 $PPID; sleep 5; fi
+      start=$(date +%s.%N); sleep 0.5
+      for step in 1 2 3; do echo "{{\"step\": $step, \"acc\": $(python3 -c "print({{lr}} * $step + {{w}})")}}" >> $FLAMBE_METRICS; done
+      echo "$start $(date +%s.%N) $CUDA_VISIBLE_DEVICES" >> $T/{save}-gpus
+      echo {{trial}} > {{out}}/who
+    params:
+      lr: !g [0.1, 0.2, 0.3]
+      w: !c [0.01, 0.02, 0.03]
+    gpus: 1
+    cpus: 0.5
+    metric: acc
+    mode: max
+    reduce: 2
+  eval: !Stage
+    run: |-
+      echo "{{\"step\": 1, \"score\": $(python3 -c "print({{train.params.lr}} * 10)")}}" >> $FLAMBE_METRICS; cp {{train.out}}/who {{out}}/from
+    metric: score
+    mode: max
+"#,
+            scratch = dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn results(dir: &Path, save: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join(save).join("rayexp/results.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// What must be equal between two runs of the same experiment.
+fn essence(rows: &[Value]) -> Vec<(String, String, String, String, String)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["id"].to_string(),
+                r["parent"].to_string(),
+                r["params"].to_string(),
+                r["status"].to_string(),
+                r["best_metric"].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
+    let Some(ray) = LocalRay::start(6391, 8291) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let remote = write(dir.path(), "viaray");
+    let out = Command::cargo_bin("flambe")
+        .unwrap()
+        .arg(&remote)
+        .args(["--ray-address", &ray.dashboard, "--no-site"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lost: Ray reports the job FAILED"),
+        "the killed job was reported lost: {stderr}"
+    );
+
+    let local = write(dir.path(), "here");
+    let out = Command::cargo_bin("flambe")
+        .unwrap()
+        .arg(&local)
+        .args(["--cpus", "2", "--gpus", "2", "--no-site"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let via_ray = results(dir.path(), "viaray");
+    let here = results(dir.path(), "here");
+    assert_eq!(
+        essence(&via_ray),
+        essence(&here),
+        "same trials, parents, params, statuses and metrics"
+    );
+    assert!(via_ray.iter().all(|r| r["host"] == "ray"), "{via_ray:?}");
+    let lost = via_ray.iter().find(|r| r["params"]["lr"] == 0.2).unwrap();
+    assert_eq!(lost["attempts"], 2, "the lost job was retried: {lost}");
+    assert_eq!(lost["status"], "succeeded");
+
+    // Every trial went through Ray's Jobs API.
+    let (status, body) = {
+        use std::io::{Read, Write};
+        let mut conn =
+            std::net::TcpStream::connect(ray.dashboard.trim_start_matches("http://")).unwrap();
+        conn.write_all(b"GET /api/jobs/ HTTP/1.0\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        conn.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        (
+            head.split_whitespace().nth(1).unwrap().to_string(),
+            body.to_string(),
+        )
+    };
+    assert_eq!(status, "200");
+    let jobs: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        jobs.len(),
+        3 + 1 + 2,
+        "3 train trials, one retry, 2 eval trials"
+    );
+
+    // GPU trials that overlapped in time had different GPUs from Ray.
+    let spans: Vec<(f64, f64, String)> = std::fs::read_to_string(dir.path().join("viaray-gpus"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let p: Vec<&str> = l.split_whitespace().collect();
+            (
+                p[0].parse().unwrap(),
+                p[1].parse().unwrap(),
+                p.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(spans.len(), 3);
+    for s in &spans {
+        assert!(
+            s.2 == "0" || s.2 == "1",
+            "CUDA_VISIBLE_DEVICES from Ray: {spans:?}"
+        );
+    }
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if a.0 < b.1 && b.0 < a.1 {
+                assert_ne!(a.2, b.2, "overlapping trials shared a GPU: {spans:?}");
+            }
+        }
+    }
+    for r in via_ray.iter().filter(|r| r["stage"] == "eval") {
+        let from = std::fs::read_to_string(dir.path().join(format!(
+            "viaray/rayexp/trials/{}/out/from",
+            r["id"].as_str().unwrap()
+        )))
+        .unwrap();
+        assert_eq!(from.trim(), r["parent"].as_str().unwrap());
+    }
+}
