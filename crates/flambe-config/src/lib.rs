@@ -20,6 +20,7 @@
 //! Nothing downstream re-validates: a loaded config is a valid config.
 
 pub mod decode;
+pub mod emit;
 pub mod error;
 pub mod load;
 pub mod model;
