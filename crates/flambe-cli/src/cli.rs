@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// (e.g. http://127.0.0.1:8265); every node must have this flambe build
     #[arg(long, value_name = "URL")]
     pub ray_address: Option<String>,
+
+    /// With --ray-address: results live on this host of the cluster's
+    /// ssh_config (trials fetch inputs from it and send results back)
+    #[arg(long, value_name = "HOST", requires = "ray_address", hide = true)]
+    pub sync_host: Option<String>,
 }
 
 /// Where the report site listens.

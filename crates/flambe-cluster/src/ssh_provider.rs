@@ -130,7 +130,7 @@ pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
         .save(&state)
         .map_err(io_err("cannot save the cluster state"))?;
     if errors.is_empty()
-        && let Err(e) = equip_orchestrator(&files, &state, &hosts).await
+        && let Err(e) = equip_hosts(&files, &state, &hosts).await
     {
         errors.push(e);
     }
@@ -295,60 +295,69 @@ async fn setup_host(
     })
 }
 
-/// The orchestrator gets the cluster's private key (0600), the factories'
-/// host keys as pinned here (under their private addresses) and an
-/// ssh_config, in `~/.flambe/cluster/`.
-async fn equip_orchestrator(
+/// Every host gets the cluster's private key (0600), the hosts' keys as
+/// pinned here (under their private addresses) and an ssh_config naming
+/// every host, in `~/.flambe/cluster/`: the orchestrator reaches the
+/// factories, and trials on factories fetch inputs from and send results to
+/// the orchestrator.
+async fn equip_hosts(
     files: &ClusterFiles,
     state: &ClusterState,
     hosts: &[Host],
 ) -> Result<(), HostError> {
-    let Some(orch) = hosts.iter().find(|h| {
-        state
-            .host(h.name())
-            .is_some_and(|s| s.role == Role::Orchestrator)
-    }) else {
-        return Ok(());
-    };
     let pinned = std::fs::read_to_string(files.known_hosts()).unwrap_or_default();
     let mut known_hosts = String::new();
-    let mut config = String::from(
-        "Host *\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
+    let mut config = format!(
+        "Host *\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  User {}\n  Port {}\n  \
          UserKnownHostsFile ~/.flambe/cluster/known_hosts\n  IdentityFile ~/.flambe/cluster/id_ed25519\n",
+        state.username, state.port
     );
-    for f in state.hosts.iter().filter(|h| h.role == Role::Factory) {
-        let pattern = host_pattern(&f.connect, state.port);
+    for h in &state.hosts {
+        let pattern = host_pattern(&h.connect, state.port);
         for line in pinned.lines() {
             let mut parts = line.splitn(2, ' ');
             if parts.next() == Some(pattern.as_str())
                 && let Some(key) = parts.next()
             {
-                known_hosts.push_str(&format!("{} {key}\n", host_pattern(&f.private, state.port)));
+                known_hosts.push_str(&format!("{} {key}\n", host_pattern(&h.private, state.port)));
             }
         }
-        config.push_str(&format!(
-            "\nHost {}\n  HostName {}\n  Port {}\n  User {}\n",
-            f.name, f.private, state.port, state.username
-        ));
+        config.push_str(&format!("\nHost {}\n  HostName {}\n", h.name, h.private));
     }
-    orch.check("umask 077; mkdir -p .flambe/cluster").await?;
+    let (_, errors) = crate::cluster::partition(
+        join_all(
+            hosts
+                .iter()
+                .map(|h| equip_host(files, h, &known_hosts, &config)),
+        )
+        .await,
+    );
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+async fn equip_host(
+    files: &ClusterFiles,
+    host: &Host,
+    known_hosts: &str,
+    config: &str,
+) -> Result<String, HostError> {
+    let write =
+        |path: &str, text: &str| format!("umask 077; printf '%s' {} > {path}", shell_quote(text));
+    host.check("umask 077; mkdir -p .flambe/cluster").await?;
     rsync_up(
         files,
-        orch,
+        host,
         &files.key(),
         ".flambe/cluster/id_ed25519",
         false,
     )
     .await?;
-    let write =
-        |path: &str, text: &str| format!("umask 077; printf '%s' {} > {path}", shell_quote(text));
-    orch.check(&write(".flambe/cluster/known_hosts", &known_hosts))
+    host.check(&write(".flambe/cluster/known_hosts", known_hosts))
         .await?;
-    orch.check(&write(".flambe/cluster/ssh_config", &config))
+    host.check(&write(".flambe/cluster/ssh_config", config))
         .await?;
-    orch.check("chmod 700 .flambe/cluster && chmod 600 .flambe/cluster/*")
-        .await?;
-    Ok(())
+    host.check("chmod 700 .flambe/cluster && chmod 600 .flambe/cluster/*")
+        .await
 }
 
 /// How known_hosts names a host: `addr`, or `[addr]:port` off port 22.

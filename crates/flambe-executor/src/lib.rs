@@ -65,6 +65,15 @@ pub struct JobSpec {
     pub metrics: PathBuf,
     /// Also send every output line as a [`JobEvent::Output`].
     pub echo: bool,
+    /// Folders the job reads (outputs of upstream trials), fetched from
+    /// `sync_host` before it starts when it runs elsewhere.
+    #[serde(default)]
+    pub inputs: Vec<PathBuf>,
+    /// The host holding the results (the orchestrator, as named in
+    /// `~/.flambe/cluster/ssh_config`): inputs come from it, and the job's
+    /// folder (logs, metrics, `out/`) goes back to it when the job ends.
+    #[serde(default)]
+    pub sync_host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

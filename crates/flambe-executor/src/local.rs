@@ -415,6 +415,8 @@ mod tests {
             stderr: dir.join(format!("{id}.err")),
             metrics: dir.join(format!("{id}.jsonl")),
             echo: false,
+            inputs: Vec::new(),
+            sync_host: None,
         }
     }
 

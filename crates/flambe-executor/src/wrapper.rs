@@ -73,6 +73,51 @@ fn say(message: &Message) {
     let _ = out.flush();
 }
 
+/// rsync over the cluster's own ssh (`~/.flambe/cluster/ssh_config`).
+async fn rsync(from: &str, to: &str) -> Result<(), String> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let out = tokio::process::Command::new("rsync")
+        .args([
+            "-a",
+            "-e",
+            &format!("ssh -F {home}/.flambe/cluster/ssh_config"),
+        ])
+        .args([from, to])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run rsync: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rsync {from} {to}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn dir_arg(p: &std::path::Path) -> String {
+    format!("{}/", p.display())
+}
+
+/// Fetch the job's inputs from the results host.
+async fn fetch_inputs(spec: &JobSpec, host: &str) -> Result<(), String> {
+    for input in &spec.inputs {
+        std::fs::create_dir_all(input)
+            .map_err(|e| format!("cannot create {}: {e}", input.display()))?;
+        rsync(&format!("{host}:{}", dir_arg(input)), &dir_arg(input)).await?;
+    }
+    Ok(())
+}
+
+/// Send the job's folder back to the results host.
+async fn push_results(spec: &JobSpec, host: &str) -> Result<(), String> {
+    let Some(dir) = spec.metrics.parent() else {
+        return Ok(());
+    };
+    rsync(&dir_arg(dir), &format!("{host}:{}", dir_arg(dir))).await
+}
+
 /// Run the trial; returns the exit code the wrapper should exit with.
 pub async fn run_trial(spec: JobSpec) -> i32 {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -80,6 +125,41 @@ pub async fn run_trial(spec: JobSpec) -> i32 {
         .trim()
         .to_string();
     say(&Message::Started { host });
+    if let Some(sync) = &spec.sync_host {
+        if let Some(dir) = spec.metrics.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = fetch_inputs(&spec, sync).await {
+            say(&Message::Outcome {
+                exited: None,
+                detail: format!("could not fetch the trial's inputs: {e}"),
+                timed_out: false,
+            });
+            return 1;
+        }
+    }
+    let sync = spec.sync_host.clone();
+    let keep = spec.clone();
+    let (code, outcome) = run_local_job(spec).await;
+    // The outcome goes out only once the results are back: the driver may
+    // read them as soon as it hears it.
+    if let Some(host) = sync
+        && let Err(e) = push_results(&keep, &host).await
+    {
+        say(&Message::Outcome {
+            exited: None,
+            detail: format!("the trial ran, but its results could not be sent back: {e}"),
+            timed_out: false,
+        });
+        return 1;
+    }
+    say(&outcome);
+    code
+}
+
+/// The trial's command as a local job on this node; relays its events and
+/// returns its exit code and outcome message.
+async fn run_local_job(spec: JobSpec) -> (i32, Message) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut local = LocalExecutor::new(spec.cpus.max(0.01), 0, tx).keep_gpu_env();
     local.launch(JobSpec { echo: true, ..spec });
@@ -100,16 +180,21 @@ pub async fn run_trial(spec: JobSpec) -> i32 {
                     Outcome::Exited(code) => Some(code),
                     _ => None,
                 };
-                say(&Message::Outcome {
+                let message = Message::Outcome {
                     exited,
                     detail: outcome.to_string(),
                     timed_out: outcome == Outcome::TimedOut,
-                });
-                return exited.unwrap_or(1);
+                };
+                return (exited.unwrap_or(1), message);
             }
         }
     }
-    1
+    let lost = Message::Outcome {
+        exited: None,
+        detail: "the local job vanished".to_string(),
+        timed_out: false,
+    };
+    (1, lost)
 }
 
 #[cfg(test)]
@@ -130,6 +215,8 @@ mod tests {
             stderr: "/tmp/e".into(),
             metrics: "/tmp/m".into(),
             echo: false,
+            inputs: vec!["/tmp/in".into()],
+            sync_host: Some("c_orchestrator".into()),
         };
         let back = decode_spec(&encode_spec(&spec)).unwrap();
         assert_eq!(back.command, spec.command);

@@ -48,6 +48,10 @@ pub struct RayTarget {
     pub flambe: String,
     /// Jobs submitted at once, at most.
     pub max_in_flight: usize,
+    /// Where results live when trials run on other machines (the
+    /// orchestrator's name in `~/.flambe/cluster/ssh_config`); `None` when
+    /// every node shares this machine's files.
+    pub sync_host: Option<String>,
 }
 
 /// What happened, for whoever shows it.
@@ -195,6 +199,7 @@ pub async fn run_experiment(
         running: HashMap::new(),
         base_env,
         echo: opts.echo,
+        sync_host: opts.ray.as_ref().and_then(|r| r.sync_host.clone()),
         interrupt,
     };
     engine.run().await
@@ -378,6 +383,7 @@ struct Engine<'a> {
     running: HashMap<String, RunningTrial>,
     base_env: Vec<(String, String)>,
     echo: bool,
+    sync_host: Option<String>,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -594,6 +600,8 @@ impl Engine<'_> {
             stderr: dir.join("stderr.log"),
             metrics: dir.join("metrics.jsonl"),
             echo: self.echo,
+            inputs: self.ancestor_outputs(&trial),
+            sync_host: self.sync_host.clone(),
         });
         self.running.insert(
             trial.id.clone(),
@@ -644,6 +652,18 @@ impl Engine<'_> {
                 .ok_or_else(|| format!("no param `{p}` in stage `{s}`")),
             Ref::Invalid => Err(format!("unknown placeholder {{{}}}", path.join("."))),
         })
+    }
+
+    /// The output folders of every ancestor of `trial` (what `{STAGE.out}`
+    /// may point at).
+    fn ancestor_outputs(&self, trial: &Trial) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut current = trial.parent.clone();
+        while let Some(id) = current {
+            out.push(self.out_dir(&id));
+            current = self.store.trial(&id).ok().flatten().and_then(|t| t.parent);
+        }
+        out
     }
 
     /// The trial of stage `stage` that `trial` descends from.

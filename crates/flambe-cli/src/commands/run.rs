@@ -74,6 +74,7 @@ fn run_experiment_here(
                 .display()
                 .to_string(),
             max_in_flight: 64,
+            sync_host: args.sync_host.clone(),
         }),
         None => None,
     };
