@@ -99,6 +99,21 @@ pub enum Command {
     /// Manage clusters made by `flambe CLUSTER.yaml`
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Follow an experiment running on a cluster
+    Attach {
+        name: String,
+        #[arg(long, value_name = "CLUSTER.yaml")]
+        cluster: PathBuf,
+    },
+    /// Copy an experiment's results folder from a cluster
+    Pull {
+        name: String,
+        #[arg(long, value_name = "CLUSTER.yaml")]
+        cluster: PathBuf,
+        /// Where to put them (default: ./NAME)
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
     /// Run one trial as a Ray job's entrypoint (used by flambe itself)
     #[command(hide = true)]
     TrialRun { spec: String },

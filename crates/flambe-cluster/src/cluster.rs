@@ -29,6 +29,8 @@ pub enum ClusterError {
     },
     #[error("{0}")]
     Host(#[from] HostError),
+    #[error("the cluster is busy: experiment `{running}` has run there since {} (unix time {since:.0})\nhint: wait for it, or pass --force to stop it and start this one", since_text(*.since))]
+    Busy { running: String, since: f64 },
     #[error("no host named `{host}` in cluster `{cluster}` (hosts: {known})")]
     UnknownHost {
         cluster: String,
@@ -40,6 +42,14 @@ pub enum ClusterError {
         what: String,
         source: std::io::Error,
     },
+}
+
+fn since_text(since: f64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let minutes = ((now - since) / 60.0).max(0.0);
+    format!("{minutes:.0} minutes ago")
 }
 
 fn list(errors: &[HostError]) -> String {

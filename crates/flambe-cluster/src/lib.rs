@@ -21,6 +21,7 @@ pub mod home;
 pub mod host;
 pub mod plan;
 pub mod ray;
+pub mod remote;
 pub mod ssh_provider;
 pub mod state;
 pub mod sync;

@@ -403,6 +403,7 @@ impl Engine<'_> {
             self.state(self.store.set_meta("started", &now))?;
         }
         self.state(self.store.set_meta("status", "running"))?;
+        let _ = std::fs::remove_file(self.dir.join("status"));
         let result = self.run_stages().await;
         let status = match &result {
             Ok(_) => "finished",
@@ -414,6 +415,9 @@ impl Engine<'_> {
             self.store
                 .set_meta("ended", &crate::state::now().to_string()),
         )?;
+        // A plain marker of how the run ended, for whoever watches from
+        // afar once the driver (and its site) is gone.
+        let _ = std::fs::write(self.dir.join("status"), format!("{status}\n"));
         result
     }
 

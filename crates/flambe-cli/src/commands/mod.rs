@@ -3,6 +3,7 @@
 
 mod cluster;
 mod completions;
+mod remote;
 mod run;
 mod site;
 
@@ -13,6 +14,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions { shell }) => completions::print(shell),
         Some(Command::TrialRun { spec }) => trial_run(&spec),
+        Some(Command::Attach { name, cluster }) => remote::attach(&name, &cluster),
+        Some(Command::Pull { name, cluster, to }) => {
+            remote::pull_results(&name, &cluster, to.as_deref())
+        }
         Some(Command::Cluster(cmd)) => cluster::run(cmd),
         Some(Command::Site { target, site }) => site::run(&target, &site),
         None => run::run(cli.run, cli.verbose),

@@ -47,6 +47,14 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     match (&config.runnable, &cluster) {
         (Runnable::Experiment(exp), None) => run_experiment_here(exp, &file, &args, verbose),
         (Runnable::SshCluster(c), None) => super::cluster::up_ssh(c),
+        (
+            Runnable::Experiment(exp),
+            Some(ConfigFile {
+                runnable: Runnable::SshCluster(c),
+                path,
+                ..
+            }),
+        ) => super::remote::run(exp, c, path, args.force),
         (runnable, _) => bail!(
             "running a {}{} is not available in this build yet\nhint: `flambe {} --dry-run` validates the file and prints the plan",
             runnable.tag(),

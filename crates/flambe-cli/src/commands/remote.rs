@@ -1,0 +1,222 @@
+//! `flambe experiment.yaml --cluster cluster.yaml`, `flambe attach`, `flambe pull`.
+
+use anyhow::{Context, bail};
+use flambe_cluster::remote::{SITE_PORT, launch, pull};
+use flambe_cluster::{Cluster, up};
+use flambe_config::{Experiment, Runnable, SshCluster, load_file};
+use serde_json::Value;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Bring the cluster and Ray up, ship and start the experiment, follow it.
+pub fn run(
+    exp: &Experiment,
+    cfg: &SshCluster,
+    cluster_file: &Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    super::cluster::runtime()?.block_on(async {
+        let t0 = Instant::now();
+        eprintln!("Cluster `{}`: bringing it up…", cfg.name);
+        up(cfg).await?;
+        let cluster = Cluster::open(&cfg.name).await?;
+        let t1 = Instant::now();
+        eprintln!(
+            "Cluster ready in {:.1}s; starting Ray {}…",
+            (t1 - t0).as_secs_f64(),
+            flambe_cluster::ray::RAY_VERSION
+        );
+        flambe_cluster::ray::ensure_ray(&cluster).await?;
+        let ray = flambe_cluster::ray::start_ray(&cluster).await?;
+        eprintln!(
+            "Ray up with {} nodes in {:.1}s",
+            ray.nodes,
+            t1.elapsed().as_secs_f64()
+        );
+        let launched = launch(&cluster, exp, force).await?;
+        if launched.started {
+            eprintln!(
+                "Experiment `{}` started on the orchestrator ({})",
+                exp.name, launched.results
+            );
+        } else {
+            eprintln!(
+                "Experiment `{}` is already running there: following it",
+                exp.name
+            );
+        }
+        let code = follow(&cluster, &exp.name, &cluster_file.display().to_string()).await;
+        cluster.close().await;
+        code
+    })
+}
+
+/// Follow the experiment through the site's API until it ends or Ctrl-C.
+async fn follow(cluster: &Cluster, name: &str, cluster_file: &str) -> anyhow::Result<ExitCode> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    cluster
+        .orchestrator()
+        .tunnel(port, "127.0.0.1", SITE_PORT)
+        .await?;
+    let base = format!("http://127.0.0.1:{port}");
+    eprintln!("Report site: {base}/ (through an SSH tunnel to the orchestrator)");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut last = String::new();
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\nDetached: `{name}` goes on running on the cluster.\n  follow it again: flambe attach {name} --cluster {cluster_file}\n  copy its results here: flambe pull {name} --cluster {cluster_file}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let answer = async {
+            client
+                .get(format!("{base}/api/v1/experiment"))
+                .send()
+                .await?
+                .json::<Value>()
+                .await
+        }
+        .await;
+        let exp = match answer {
+            Ok(v) if v["name"] == name => {
+                unreachable_since = None;
+                v
+            }
+            _ => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                // The driver exits as soon as the run ends, taking its site
+                // with it: then the run's status marker says how it ended.
+                if since.elapsed() > Duration::from_secs(2)
+                    && flambe_cluster::remote::running_driver(cluster.orchestrator())
+                        .await?
+                        .is_none()
+                {
+                    let marker = cluster
+                        .orchestrator()
+                        .run(&format!(
+                            "cat .flambe/experiments/{name}/runs/{name}/status 2>/dev/null"
+                        ))
+                        .await?;
+                    let status = marker.stdout.trim().to_string();
+                    if !status.is_empty() {
+                        println!(
+                            "Experiment `{name}` {status}. Copy its results here with: flambe pull {name} --cluster {cluster_file}"
+                        );
+                        return Ok(if status == "finished" {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::FAILURE
+                        });
+                    }
+                }
+                if since.elapsed() > Duration::from_secs(120) {
+                    let log = cluster
+                        .orchestrator()
+                        .run(&format!("tail -20 .flambe/experiments/{name}/driver.log"))
+                        .await
+                        .map(|o| o.stdout)
+                        .unwrap_or_default();
+                    bail!("the driver of `{name}` does not answer; the end of its log:\n{log}");
+                }
+                continue;
+            }
+        };
+        let line = progress_line(&exp);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        let status = exp["status"].as_str().unwrap_or("");
+        if matches!(status, "finished" | "interrupted" | "stopped") {
+            println!(
+                "Experiment `{name}` {status}. Copy its results here with: flambe pull {name} --cluster {cluster_file}"
+            );
+            return Ok(if status == "finished" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    }
+}
+
+fn progress_line(exp: &Value) -> String {
+    let stages: Vec<String> = exp["stages"]
+        .as_array()
+        .map(|stages| {
+            stages
+                .iter()
+                .map(|s| {
+                    let mut t = format!(
+                        "{} {}/{} (running {}, failed {})",
+                        s["name"].as_str().unwrap_or(""),
+                        s["done"],
+                        s["total"],
+                        s["running"],
+                        s["failed"]
+                    );
+                    if let (Some(m), Some(v)) = (s["metric"].as_str(), s["best"]["value"].as_f64())
+                    {
+                        t.push_str(&format!(" best {m} {v:.4}"));
+                    }
+                    t
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "[{}] {}",
+        exp["status"].as_str().unwrap_or("?"),
+        stages.join(" · ")
+    )
+}
+
+fn ssh_cluster(path: &Path) -> anyhow::Result<SshCluster> {
+    match load_file(path)?.runnable {
+        Runnable::SshCluster(c) => Ok(c),
+        other => bail!(
+            "{} holds a {}, not an !SSHCluster",
+            path.display(),
+            other.tag()
+        ),
+    }
+}
+
+/// `flambe attach NAME --cluster C`
+pub fn attach(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = ssh_cluster(cluster_file)?;
+    super::cluster::runtime()?.block_on(async {
+        let cluster = Cluster::open(&cfg.name).await?;
+        let code = follow(&cluster, name, &cluster_file.display().to_string()).await;
+        cluster.close().await;
+        code
+    })
+}
+
+/// `flambe pull NAME --cluster C [--to DIR]`
+pub fn pull_results(
+    name: &str,
+    cluster_file: &Path,
+    to: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let cfg = ssh_cluster(cluster_file)?;
+    let dest = to.map_or_else(|| Path::new(name).to_path_buf(), Path::to_path_buf);
+    super::cluster::runtime()?.block_on(async {
+        let cluster = Cluster::open(&cfg.name).await?;
+        let r = pull(&cluster, name, &dest)
+            .await
+            .context("pulling the results");
+        cluster.close().await;
+        r
+    })?;
+    println!("Results of `{name}` are in {}", dest.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,251 @@
+//! An experiment on a cluster: the cluster runnable's `setup` and launch.
+//!
+//! Everything lives under `~/.flambe/experiments/NAME/` on every host (same
+//! user, same home: the same absolute paths everywhere):
+//! - `resources/R/`: each local resource, uploaded with rsync (only what
+//!   changed); `!cluster` resources are checked to exist on every host;
+//! - `experiment.yaml`: the experiment rewritten for the cluster (resources
+//!   at their uploaded paths, `save_path` below), plain YAML;
+//! - `runs/NAME/`: the results, on the orchestrator (trials send theirs
+//!   back when they end);
+//! - `driver.log`: the driver's console.
+//!
+//! The driver runs on the orchestrator detached from SSH (`setsid nohup`),
+//! submits trials to Ray, and serves the report site on the orchestrator's
+//! loopback (`SITE_PORT`). `~/.flambe/driver.json` names the experiment the
+//! cluster runs: one at a time.
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::host::{Host, HostError, shell_quote};
+use crate::ray::{DASHBOARD_PORT, ray_env};
+use crate::sync::{rsync_down, rsync_up};
+use flambe_config::{Experiment, ResourceLocation};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The report site's port on the orchestrator's loopback.
+pub const SITE_PORT: u16 = 8180;
+
+/// What `~/.flambe/driver.json` on the orchestrator records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Driver {
+    pub name: String,
+    /// Unix seconds.
+    pub started: f64,
+    pub pid: u32,
+}
+
+#[derive(Debug)]
+pub struct Launched {
+    pub name: String,
+    /// The experiment's results folder on the orchestrator.
+    pub results: String,
+    /// False when that experiment was already running: this call attached.
+    pub started: bool,
+}
+
+fn other(host: &Host, detail: String) -> ClusterError {
+    ClusterError::Host(HostError::Other {
+        host: host.name().to_string(),
+        detail,
+    })
+}
+
+/// The running driver, if any.
+pub async fn running_driver(orch: &Host) -> Result<Option<Driver>, ClusterError> {
+    let out = orch.run("cat .flambe/driver.json 2>/dev/null").await?;
+    let Ok(driver) = serde_json::from_str::<Driver>(out.stdout.trim()) else {
+        return Ok(None);
+    };
+    let alive = orch
+        .run(&format!("kill -0 {} 2>/dev/null", driver.pid))
+        .await?;
+    Ok((alive.code == Some(0)).then_some(driver))
+}
+
+/// Stop a driver (its whole session): it stops its Ray jobs on the way out.
+pub async fn stop_driver(orch: &Host, driver: &Driver) -> Result<(), ClusterError> {
+    orch.run(&format!(
+        "kill -TERM -{pid} 2>/dev/null || kill -TERM {pid}",
+        pid = driver.pid
+    ))
+    .await?;
+    for _ in 0..120 {
+        if orch
+            .run(&format!("kill -0 {} 2>/dev/null", driver.pid))
+            .await?
+            .code
+            != Some(0)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    orch.run(&format!(
+        "kill -KILL -{pid} 2>/dev/null; kill -KILL {pid}",
+        pid = driver.pid
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Set the experiment up on the cluster and start its driver (or attach to
+/// it when it already runs). Ray must be running.
+pub async fn launch(
+    cluster: &Cluster,
+    exp: &Experiment,
+    force: bool,
+) -> Result<Launched, ClusterError> {
+    let orch = cluster.orchestrator();
+    let home = orch.check("printf %s \"$HOME\"").await?;
+    for h in &cluster.hosts {
+        let theirs = h.check("printf %s \"$HOME\"").await?;
+        if theirs != home {
+            return Err(other(
+                h,
+                format!(
+                    "its home is {theirs}, the orchestrator's {home}: flambe needs the same user and home on every host"
+                ),
+            ));
+        }
+    }
+    let base = format!("{home}/.flambe/experiments/{}", exp.name);
+    let results = format!("{base}/runs/{}", exp.name);
+    if let Some(driver) = running_driver(orch).await? {
+        if driver.name == exp.name && !force {
+            return Ok(Launched {
+                name: exp.name.clone(),
+                results,
+                started: false,
+            });
+        }
+        if !force {
+            return Err(ClusterError::Busy {
+                running: driver.name,
+                since: driver.started,
+            });
+        }
+        stop_driver(orch, &driver).await?;
+    }
+
+    let mut shipped = exp.clone();
+    shipped.save_path = PathBuf::from(format!("{base}/runs"));
+    shipped.devices = Default::default();
+    for r in &mut shipped.resources {
+        match &r.location {
+            ResourceLocation::Local(path) => {
+                let uploaded =
+                    upload(cluster, path, &format!("{base}/resources/{}", r.name)).await?;
+                r.location = ResourceLocation::Local(PathBuf::from(uploaded));
+            }
+            ResourceLocation::Cluster(path) => {
+                let test = format!("test -e {}", shell_quote(path));
+                let checks = join_all(cluster.hosts.iter().map(|h| h.check(&test))).await;
+                for (h, r) in cluster.hosts.iter().zip(checks) {
+                    if r.is_err() {
+                        return Err(other(
+                            h,
+                            format!("the `!cluster` resource {path} does not exist there"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let yaml = flambe_config::emit::experiment_yaml(&shipped);
+    orch.check(&format!(
+        "mkdir -p {base} && printf '%s' {} > {base}/experiment.yaml",
+        shell_quote(&yaml)
+    ))
+    .await?;
+    let force_flag = if force { " --force" } else { "" };
+    // The driver as a script, so that `setsid` starts one command whose pid
+    // is also its session's and process group's id.
+    let script = format!(
+        "#!/bin/sh\nexec \"$HOME/.flambe/bin/flambe\" experiment.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
+         --sync-host {orch_name} --site-port {SITE_PORT}{force_flag} > driver.log 2>&1\n",
+        orch_name = orch.name()
+    );
+    orch.check(&format!(
+        "printf '%s' {} > {base}/driver.sh && chmod 755 {base}/driver.sh",
+        shell_quote(&script)
+    ))
+    .await?;
+    let pid = orch
+        .check(&format!(
+            "cd {base} && {env} setsid ./driver.sh >/dev/null 2>&1 </dev/null & echo $!",
+            env = ray_env()
+        ))
+        .await?;
+    let pid: u32 = pid.trim().parse().map_err(|_| {
+        other(
+            orch,
+            format!("the driver did not start; see {base}/driver.log"),
+        )
+    })?;
+    let driver = Driver {
+        name: exp.name.clone(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        pid,
+    };
+    let json = serde_json::to_string(&driver).unwrap_or_default();
+    orch.check(&format!(
+        "printf '%s' {} > .flambe/driver.json",
+        shell_quote(&json)
+    ))
+    .await?;
+    Ok(Launched {
+        name: exp.name.clone(),
+        results,
+        started: true,
+    })
+}
+
+/// Upload a local file or folder to `dest` on every host; returns the path
+/// the resource has there.
+async fn upload(cluster: &Cluster, local: &Path, dest: &str) -> Result<String, ClusterError> {
+    let (target, remote_path) = if local.is_dir() {
+        (dest.to_string(), dest.to_string())
+    } else {
+        let file = local
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (format!("{dest}/{file}"), format!("{dest}/{file}"))
+    };
+    let results = join_all(cluster.hosts.iter().map(|h| {
+        let target = target.clone();
+        async move {
+            h.mkdir(dest).await?;
+            rsync_up(&cluster.files, h, local, &target, local.is_dir()).await
+        }
+    }))
+    .await;
+    for r in results {
+        r?;
+    }
+    Ok(remote_path)
+}
+
+/// Copy an experiment's results folder from the orchestrator to `local`.
+pub async fn pull(cluster: &Cluster, name: &str, local: &Path) -> Result<(), ClusterError> {
+    let orch = cluster.orchestrator();
+    let home = orch.check("printf %s \"$HOME\"").await?;
+    let results = format!("{home}/.flambe/experiments/{name}/runs/{name}/");
+    if orch.run(&format!("test -d {results}")).await?.code != Some(0) {
+        return Err(other(
+            orch,
+            format!("no results of an experiment `{name}` on this cluster"),
+        ));
+    }
+    std::fs::create_dir_all(local).map_err(crate::cluster::io_err(format!(
+        "cannot create {}",
+        local.display()
+    )))?;
+    rsync_down(&cluster.files, orch, &results, local, false).await?;
+    Ok(())
+}
