@@ -193,3 +193,133 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("finished"), "{text}");
 }
+
+fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "!Experiment\nname: {name}\npipeline:\n  s: !Stage\n    run: |-\n      sleep {seconds}; echo '{{\"step\": 1, \"a\": {{i}}}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [1, 2]\n    metric: a\n    mode: max\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn one_experiment_at_a_time_detach_attach_and_force() {
+    use std::io::BufRead;
+    if !available("one_experiment_at_a_time_detach_attach_and_force") {
+        return;
+    }
+    let tools =
+        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let ray = format!("{tools}/ray");
+    if !Path::new(&format!("{ray}/bin/ray")).exists() {
+        missing_prerequisite(
+            "remote_run",
+            &format!("needs Ray in {ray} (scripts/test.sh installs it)"),
+        );
+        return;
+    }
+    let bed = Testbed::up(124, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "!SSHCluster\nname: busy\norchestrator_ip: {}\nfactories_ips: [{}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray\n",
+            bed.addr(1),
+            bed.addr(2),
+            bed.user,
+            bed.key.display()
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    let flambe = |args: &[&std::ffi::OsStr]| {
+        let out = Command::cargo_bin("flambe")
+            .unwrap()
+            .env("FLAMBE_HOME", &home)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // Start a slow experiment, wait until it runs, then kill the laptop side.
+    let start_and_leave = |config: &Path| {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
+            .env("FLAMBE_HOME", &home)
+            .arg(config)
+            .arg("--cluster")
+            .arg(&cluster)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!(
+                    "flambe ended before the experiment ran:\n{}",
+                    seen.join("\n")
+                )
+            };
+            if line.starts_with("[running]") {
+                break;
+            }
+            seen.push(line);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+
+    let first = slow_experiment(dir.path(), "first", 6);
+    start_and_leave(&first);
+    let (code, text) = flambe(&[
+        "attach".as_ref(),
+        "first".as_ref(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Experiment `first` finished"), "{text}");
+
+    let second = slow_experiment(dir.path(), "second", 60);
+    start_and_leave(&second);
+    let third = slow_experiment(dir.path(), "third", 1);
+    let (code, text) = flambe(&[third.as_os_str(), "--cluster".as_ref(), cluster.as_os_str()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the cluster is busy: experiment `second` has run there since"),
+        "{text}"
+    );
+    assert!(text.contains("--force"), "{text}");
+
+    let (code, text) = flambe(&[
+        third.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--force".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Experiment `third` finished"), "{text}");
+    let status = std::fs::read_to_string(
+        bed.home(1)
+            .join(".flambe/experiments/second/runs/second/status"),
+    )
+    .unwrap();
+    assert_eq!(
+        status.trim(),
+        "interrupted",
+        "--force stopped the running experiment"
+    );
+}

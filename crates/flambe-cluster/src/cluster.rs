@@ -27,6 +27,11 @@ pub enum ClusterError {
         total: usize,
         errors: Vec<HostError>,
     },
+    #[error("Ray failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
+    Ray {
+        total: usize,
+        errors: Vec<HostError>,
+    },
     #[error("{0}")]
     Host(#[from] HostError),
     #[error("the cluster is busy: experiment `{running}` has run there since {} (unix time {since:.0})\nhint: wait for it, or pass --force to stop it and start this one", since_text(*.since))]

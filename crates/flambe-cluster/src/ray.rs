@@ -47,7 +47,7 @@ pub async fn ensure_ray(cluster: &Cluster) -> Result<(), ClusterError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ClusterError::Setup {
+        Err(ClusterError::Ray {
             total: cluster.hosts.len(),
             errors,
         })
@@ -107,7 +107,7 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
             async move {
                 h.check(&format!(
                     "{env} {running} || ray start --address {head_ip}:{GCS_PORT} --node-ip-address {ip} \
-                     --num-cpus $(nproc) --num-gpus $(cat .flambe/gpus 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU') || echo 0) \
+                     --num-cpus $(nproc) --num-gpus $(cat .flambe/gpus 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU')) \
                      --disable-usage-stats",
                     running = raylet_running(&ip)
                 ))
@@ -117,7 +117,7 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
     });
     let (_, errors) = partition(join_all(workers).await);
     if !errors.is_empty() {
-        return Err(ClusterError::Setup {
+        return Err(ClusterError::Ray {
             total: state.hosts.len(),
             errors,
         });
@@ -182,7 +182,7 @@ pub async fn stop_ray(cluster: &Cluster) -> Result<(), ClusterError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ClusterError::Setup {
+        Err(ClusterError::Ray {
             total: cluster.hosts.len(),
             errors,
         })
