@@ -91,8 +91,12 @@ pub struct SiteArgs {
 pub enum Command {
     /// Serve the report site of an experiment, running or finished
     Site {
-        /// A results folder (save_path/NAME) or the experiment's YAML file
+        /// A results folder (save_path/NAME), the experiment's YAML file, or
+        /// with --cluster the experiment's name
         target: PathBuf,
+        /// The experiment ran (or runs) on this cluster
+        #[arg(long, value_name = "CLUSTER.yaml")]
+        cluster: Option<PathBuf>,
         #[command(flatten)]
         site: SiteArgs,
     },

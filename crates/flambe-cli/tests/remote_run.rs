@@ -183,8 +183,7 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         assert_eq!(from, parent_host, "eval read its own ancestor's output");
     }
 
-    // A second experiment on the busy cluster is refused while one runs; the
-    // first one here is finished, so the same command again just resumes.
+    // Running the finished experiment again resumes it: nothing to do.
     let (code, text) = flambe(&[
         remote.as_os_str(),
         "--cluster".as_ref(),
@@ -192,6 +191,45 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     ]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("finished"), "{text}");
+
+    // Its report site, served from the orchestrator through a tunnel.
+    use std::io::{BufRead, Read, Write};
+    let mut site = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
+        .env("FLAMBE_HOME", dir.path().join("home"))
+        .args(["site", "remote", "--cluster"])
+        .arg(&cluster)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(site.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .trim_start_matches("Report site: http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut body = String::new();
+    for _ in 0..100 {
+        body.clear();
+        if let Ok(mut conn) = std::net::TcpStream::connect(&addr) {
+            let _ = conn.write_all(b"GET /api/v1/experiment HTTP/1.0\r\n\r\n");
+            let _ = conn.read_to_string(&mut body);
+            if body.contains("\"status\":\"finished\"") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: interrupting our own child, as Ctrl-C would.
+    unsafe { libc::kill(site.id() as i32, libc::SIGINT) };
+    site.wait().unwrap();
+    assert!(
+        body.contains("\"name\":\"remote\"") && body.contains("\"status\":\"finished\""),
+        "{body}"
+    );
 }
 
 fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {

@@ -19,7 +19,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             remote::pull_results(&name, &cluster, to.as_deref())
         }
         Some(Command::Cluster(cmd)) => cluster::run(cmd),
-        Some(Command::Site { target, site }) => site::run(&target, &site),
+        Some(Command::Site {
+            target,
+            cluster: None,
+            site,
+        }) => site::run(&target, &site),
+        Some(Command::Site {
+            target,
+            cluster: Some(cluster),
+            ..
+        }) => remote::site(&target.display().to_string(), &cluster),
         None => run::run(cli.run, cli.verbose),
     }
 }

@@ -220,3 +220,44 @@ pub fn pull_results(
     println!("Results of `{name}` are in {}", dest.display());
     Ok(ExitCode::SUCCESS)
 }
+
+/// Where `flambe site NAME --cluster C` serves a finished experiment on the
+/// orchestrator (its loopback), when its driver is gone.
+const SITE_ONLY_PORT: u16 = 8181;
+
+/// `flambe site NAME --cluster C`: the report site of an experiment on the
+/// cluster, through a tunnel; its driver's site while it runs, otherwise a
+/// `flambe site` started on the orchestrator for as long as this runs.
+pub fn site(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = ssh_cluster(cluster_file)?;
+    super::cluster::runtime()?.block_on(async {
+        let cluster = Cluster::open(&cfg.name).await?;
+        let orch = cluster.orchestrator();
+        let running = flambe_cluster::remote::running_driver(orch).await?;
+        let (remote_port, started) = match running {
+            Some(d) if d.name == name => (SITE_PORT, None),
+            _ => {
+                let results = format!(".flambe/experiments/{name}/runs/{name}");
+                if orch.run(&format!("test -f {results}/state.db")).await?.code != Some(0) {
+                    bail!("no experiment `{name}` on cluster `{}`", cfg.name);
+                }
+                let pid = orch
+                    .check(&format!(
+                        "setsid .flambe/bin/flambe site {results} --site-port {SITE_ONLY_PORT} >/dev/null 2>&1 </dev/null & echo $!"
+                    ))
+                    .await?;
+                (SITE_ONLY_PORT, Some(pid.trim().to_string()))
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        orch.tunnel(port, "127.0.0.1", remote_port).await?;
+        println!("Report site: http://127.0.0.1:{port}/");
+        eprintln!("Serving `{name}` from cluster `{}`; Ctrl-C to stop.", cfg.name);
+        tokio::signal::ctrl_c().await?;
+        if let Some(pid) = started {
+            orch.run(&format!("kill {pid}")).await?;
+        }
+        cluster.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
