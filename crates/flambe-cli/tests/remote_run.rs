@@ -60,50 +60,86 @@ fn essence(rows: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
-    if !available("an_experiment_runs_on_the_cluster_like_it_runs_here") {
-        return;
+/// Test hosts with Ray linked in (orchestrator + `factories`), a cluster
+/// file for them, and a FLAMBE_HOME of the test's own.
+struct RayCluster {
+    bed: Testbed,
+    dir: tempfile::TempDir,
+    cluster: PathBuf,
+}
+
+impl RayCluster {
+    fn new(test: &str, id: u32, name: &str, factories: u32, fake_gpus: bool) -> Option<RayCluster> {
+        if !available(test) {
+            return None;
+        }
+        let tools =
+            std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+        let ray = format!("{tools}/ray");
+        if !Path::new(&format!("{ray}/bin/ray")).exists() {
+            missing_prerequisite(
+                test,
+                &format!("needs Ray in {ray} (scripts/test.sh installs it)"),
+            );
+            return None;
+        }
+        let bed = Testbed::up(id, 1 + factories);
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = dir.path().join("cluster.yaml");
+        let factories_ips: Vec<String> = (2..=1 + factories)
+            .map(|n| bed.addr(n).to_string())
+            .collect();
+        let gpus = if fake_gpus {
+            " && echo 2 > ~/.flambe/gpus"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &cluster,
+            format!(
+                "!SSHCluster\nname: {name}\norchestrator_ip: {}\nfactories_ips: [{}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray{gpus}\n",
+                bed.addr(1),
+                factories_ips.join(", "),
+                bed.user,
+                bed.key.display()
+            ),
+        )
+        .unwrap();
+        Some(RayCluster { bed, dir, cluster })
     }
-    let tools =
-        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
-    let ray = format!("{tools}/ray");
-    if !Path::new(&format!("{ray}/bin/ray")).exists() {
-        missing_prerequisite(
-            "remote_run",
-            &format!("needs Ray in {ray} (scripts/test.sh installs it)"),
-        );
-        return;
-    }
-    let bed = Testbed::up(123, 3);
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster.yaml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "!SSHCluster\nname: rr\norchestrator_ip: {}\nfactories_ips: [{}, {}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray && echo 2 > ~/.flambe/gpus\n",
-            bed.addr(1),
-            bed.addr(2),
-            bed.addr(3),
-            bed.user,
-            bed.key.display()
-        ),
-    )
-    .unwrap();
-    let flambe = |args: &[&std::ffi::OsStr]| {
+
+    /// Run flambe with the test's FLAMBE_HOME: (exit code, stdout + stderr).
+    fn flambe(&self, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
         let out = Command::cargo_bin("flambe")
             .unwrap()
-            .env("FLAMBE_HOME", dir.path().join("home"))
+            .env("FLAMBE_HOME", self.dir.path().join("home"))
             .args(args)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+#[test]
+fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
+    let Some(rc) = RayCluster::new(
+        "an_experiment_runs_on_the_cluster_like_it_runs_here",
+        123,
+        "rr",
+        2,
+        true,
+    ) else {
+        return;
     };
+    let (bed, dir, cluster) = (&rc.bed, &rc.dir, &rc.cluster);
+    let flambe = |args: &[&std::ffi::OsStr]| rc.flambe(args);
 
     let remote = experiment(dir.path(), "unused");
     let (code, text) = flambe(&[
@@ -197,7 +233,7 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     let mut site = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
         .env("FLAMBE_HOME", dir.path().join("home"))
         .args(["site", "remote", "--cluster"])
-        .arg(&cluster)
+        .arg(cluster)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -246,58 +282,26 @@ fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {
 
 #[test]
 fn one_experiment_at_a_time_detach_attach_and_force() {
-    use std::io::BufRead;
-    if !available("one_experiment_at_a_time_detach_attach_and_force") {
+    let Some(rc) = RayCluster::new(
+        "one_experiment_at_a_time_detach_attach_and_force",
+        124,
+        "busy",
+        1,
+        false,
+    ) else {
         return;
-    }
-    let tools =
-        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
-    let ray = format!("{tools}/ray");
-    if !Path::new(&format!("{ray}/bin/ray")).exists() {
-        missing_prerequisite(
-            "remote_run",
-            &format!("needs Ray in {ray} (scripts/test.sh installs it)"),
-        );
-        return;
-    }
-    let bed = Testbed::up(124, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster.yaml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "!SSHCluster\nname: busy\norchestrator_ip: {}\nfactories_ips: [{}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray\n",
-            bed.addr(1),
-            bed.addr(2),
-            bed.user,
-            bed.key.display()
-        ),
-    )
-    .unwrap();
-    let home = dir.path().join("home");
-    let flambe = |args: &[&std::ffi::OsStr]| {
-        let out = Command::cargo_bin("flambe")
-            .unwrap()
-            .env("FLAMBE_HOME", &home)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
     };
+    let (bed, dir, cluster) = (&rc.bed, &rc.dir, &rc.cluster);
+    let home = dir.path().join("home");
+    let flambe = |args: &[&std::ffi::OsStr]| rc.flambe(args);
+    use std::io::BufRead;
     // Start a slow experiment, wait until it runs, then kill the laptop side.
     let start_and_leave = |config: &Path| {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
             .env("FLAMBE_HOME", &home)
             .arg(config)
             .arg("--cluster")
-            .arg(&cluster)
+            .arg(cluster)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

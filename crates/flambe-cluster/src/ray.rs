@@ -42,15 +42,17 @@ pub fn ray_env() -> String {
 
 /// Make sure every host has Ray `RAY_VERSION` in `~/.flambe/ray`.
 pub async fn ensure_ray(cluster: &Cluster) -> Result<(), ClusterError> {
-    let results = join_all(cluster.hosts.iter().map(ensure_on_host)).await;
+    all_hosts_ok(join_all(cluster.hosts.iter().map(ensure_on_host)).await)
+}
+
+/// Per-host results as one: Ok, or every host's failure.
+fn all_hosts_ok<T>(results: Vec<Result<T, HostError>>) -> Result<(), ClusterError> {
+    let total = results.len();
     let (_, errors) = partition(results);
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ClusterError::Ray {
-            total: cluster.hosts.len(),
-            errors,
-        })
+        Err(ClusterError::Ray { total, errors })
     }
 }
 
@@ -178,15 +180,7 @@ pub fn count_active(status: &str) -> usize {
 /// Stop Ray on every host.
 pub async fn stop_ray(cluster: &Cluster) -> Result<(), ClusterError> {
     let cmd = format!("{} ray stop --force >/dev/null 2>&1 || true", ray_env());
-    let (_, errors) = partition(join_all(cluster.hosts.iter().map(|h| h.check(&cmd))).await);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ClusterError::Ray {
-            total: cluster.hosts.len(),
-            errors,
-        })
-    }
+    all_hosts_ok(join_all(cluster.hosts.iter().map(|h| h.check(&cmd))).await)
 }
 
 #[cfg(test)]
