@@ -365,3 +365,80 @@ fn one_experiment_at_a_time_detach_attach_and_force() {
         "--force stopped the running experiment"
     );
 }
+
+#[test]
+fn trials_on_a_factory_cut_off_mid_stage_are_retried_on_the_other() {
+    let Some(rc) = RayCluster::new(
+        "trials_on_a_factory_cut_off_mid_stage_are_retried_on_the_other",
+        125,
+        "cut",
+        2,
+        false,
+    ) else {
+        return;
+    };
+    let config = rc.dir.path().join("cut.yaml");
+    std::fs::write(
+        &config,
+        "!Experiment\nname: cutexp\nmax_failures: 2\npipeline:\n  s: !Stage\n    run: |-\n      hostname -I | cut -d' ' -f1 >> $HOME/started-{trial}; sleep 15; echo '{\"step\": 1, \"a\": {i}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [1, 2, 3, 4]\n    cpus: 1\n    metric: a\n    mode: max\n",
+    )
+    .unwrap();
+    let run = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
+        .env("FLAMBE_HOME", rc.dir.path().join("home"))
+        .arg(&config)
+        .arg("--cluster")
+        .arg(&rc.cluster)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until every trial has started somewhere, then cut factory 1 (host 3) off.
+    let started = |n: u32| -> usize {
+        std::fs::read_dir(rc.bed.home(n))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("started-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let begin = std::time::Instant::now();
+    while started(2) + started(3) < 4 {
+        assert!(
+            begin.elapsed() < std::time::Duration::from_secs(180),
+            "the trials never all started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        started(3) > 0,
+        "some trials run on the factory about to be cut"
+    );
+    rc.bed.cut(3);
+    let out = run.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Experiment `cutexp` finished"), "{text}");
+    let pulled = rc.dir.path().join("pulled");
+    let (code, text) = rc.flambe(&[
+        "pull".as_ref(),
+        "cutexp".as_ref(),
+        "--cluster".as_ref(),
+        rc.cluster.as_os_str(),
+        "--to".as_ref(),
+        pulled.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let rows: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("results.json")).unwrap())
+            .unwrap();
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["attempts"].as_u64() >= Some(2)),
+        "the cut factory's trials were retried: {rows:?}"
+    );
+}

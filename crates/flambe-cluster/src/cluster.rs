@@ -146,6 +146,21 @@ impl Cluster {
         })
     }
 
+    /// Connect to the orchestrator only: enough to follow, pull from or
+    /// serve an experiment, even while a factory is down.
+    pub async fn open_orchestrator(name: &str) -> Result<Cluster, ClusterError> {
+        let (files, state) = load_state(name)?;
+        let orch = state
+            .orchestrator()
+            .ok_or_else(|| ClusterError::NotFound(name.to_string()))?;
+        let host = Host::connect(&files, &target(&state, orch), None).await?;
+        Ok(Cluster {
+            files,
+            state,
+            hosts: vec![host],
+        })
+    }
+
     pub fn host(&self, name: &str) -> Result<&Host, ClusterError> {
         self.hosts
             .iter()

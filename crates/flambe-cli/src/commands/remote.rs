@@ -194,7 +194,7 @@ fn ssh_cluster(path: &Path) -> anyhow::Result<SshCluster> {
 pub fn attach(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
     let cfg = ssh_cluster(cluster_file)?;
     super::cluster::runtime()?.block_on(async {
-        let cluster = Cluster::open(&cfg.name).await?;
+        let cluster = Cluster::open_orchestrator(&cfg.name).await?;
         let code = follow(&cluster, name, &cluster_file.display().to_string()).await;
         cluster.close().await;
         code
@@ -210,7 +210,7 @@ pub fn pull_results(
     let cfg = ssh_cluster(cluster_file)?;
     let dest = to.map_or_else(|| Path::new(name).to_path_buf(), Path::to_path_buf);
     super::cluster::runtime()?.block_on(async {
-        let cluster = Cluster::open(&cfg.name).await?;
+        let cluster = Cluster::open_orchestrator(&cfg.name).await?;
         let r = pull(&cluster, name, &dest)
             .await
             .context("pulling the results");
@@ -231,7 +231,7 @@ const SITE_ONLY_PORT: u16 = 8181;
 pub fn site(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
     let cfg = ssh_cluster(cluster_file)?;
     super::cluster::runtime()?.block_on(async {
-        let cluster = Cluster::open(&cfg.name).await?;
+        let cluster = Cluster::open_orchestrator(&cfg.name).await?;
         let orch = cluster.orchestrator();
         let running = flambe_cluster::remote::running_driver(orch).await?;
         let (remote_port, started) = match running {
