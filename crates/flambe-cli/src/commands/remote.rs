@@ -107,14 +107,7 @@ async fn follow(cluster: &Cluster, name: &str, cluster_file: &str) -> anyhow::Re
                         .await?;
                     let status = marker.stdout.trim().to_string();
                     if !status.is_empty() {
-                        println!(
-                            "Experiment `{name}` {status}. Copy its results here with: flambe pull {name} --cluster {cluster_file}"
-                        );
-                        return Ok(if status == "finished" {
-                            ExitCode::SUCCESS
-                        } else {
-                            ExitCode::FAILURE
-                        });
+                        return Ok(ended(name, &status, cluster_file));
                     }
                 }
                 if since.elapsed() > Duration::from_secs(120) {
@@ -136,15 +129,20 @@ async fn follow(cluster: &Cluster, name: &str, cluster_file: &str) -> anyhow::Re
         }
         let status = exp["status"].as_str().unwrap_or("");
         if matches!(status, "finished" | "interrupted" | "stopped") {
-            println!(
-                "Experiment `{name}` {status}. Copy its results here with: flambe pull {name} --cluster {cluster_file}"
-            );
-            return Ok(if status == "finished" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(ended(name, status, cluster_file));
         }
+    }
+}
+
+/// Say how the run ended and where its results are; exit 0 only if finished.
+fn ended(name: &str, status: &str, cluster_file: &str) -> ExitCode {
+    println!(
+        "Experiment `{name}` {status}. Copy its results here with: flambe pull {name} --cluster {cluster_file}"
+    );
+    if status == "finished" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
