@@ -3,7 +3,10 @@
 //! GPUs) started by this test on loopback: same results as a local run,
 //! distinct GPUs for concurrent GPU trials, lost jobs retried.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{get, try_get};
 use flambe_cluster::testbed::missing_prerequisite;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -64,9 +67,7 @@ impl LocalRay {
             _dir: dir,
         };
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", dashboard_port)).is_err()
-            || !jobs_api_answers(dashboard_port)
-        {
+        while !matches!(try_get(&ray.dashboard, "/api/jobs/"), Some((200, _))) {
             assert!(
                 start.elapsed() < Duration::from_secs(120),
                 "Ray's dashboard never came up"
@@ -78,17 +79,6 @@ impl LocalRay {
 }
 
 use std::os::unix::process::CommandExt;
-
-fn jobs_api_answers(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = conn.write_all(b"GET /api/jobs/ HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = conn.read_to_string(&mut body);
-    body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200")
-}
 
 impl Drop for LocalRay {
     fn drop(&mut self) {
@@ -211,21 +201,9 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
     assert_eq!(lost["status"], "succeeded");
 
     // Every trial went through Ray's Jobs API.
-    let (status, body) = {
-        use std::io::{Read, Write};
-        let mut conn =
-            std::net::TcpStream::connect(ray.dashboard.trim_start_matches("http://")).unwrap();
-        conn.write_all(b"GET /api/jobs/ HTTP/1.0\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        conn.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        (
-            head.split_whitespace().nth(1).unwrap().to_string(),
-            body.to_string(),
-        )
-    };
-    assert_eq!(status, "200");
-    let jobs: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let (status, body) = get(&ray.dashboard, "/api/jobs/");
+    assert_eq!(status, 200);
+    let jobs: Vec<Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         jobs.len(),
         3 + 1 + 2,

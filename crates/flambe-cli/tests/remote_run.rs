@@ -4,6 +4,8 @@
 //! detached on the orchestrator submitting trials through the Ray Jobs API.
 //! Root only; skipped with a reason otherwise, a failure under CI=true.
 
+mod common;
+
 use assert_cmd::Command;
 use flambe_cluster::testbed::{Testbed, available, missing_prerequisite};
 use serde_json::Value;
@@ -229,7 +231,7 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     assert!(text.contains("finished"), "{text}");
 
     // Its report site, served from the orchestrator through a tunnel.
-    use std::io::{BufRead, Read, Write};
+    use std::io::BufRead;
     let mut site = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
         .env("FLAMBE_HOME", dir.path().join("home"))
         .args(["site", "remote", "--cluster"])
@@ -249,10 +251,8 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         .to_string();
     let mut body = String::new();
     for _ in 0..100 {
-        body.clear();
-        if let Ok(mut conn) = std::net::TcpStream::connect(&addr) {
-            let _ = conn.write_all(b"GET /api/v1/experiment HTTP/1.0\r\n\r\n");
-            let _ = conn.read_to_string(&mut body);
+        if let Some((_, bytes)) = common::try_get(&addr, "/api/v1/experiment") {
+            body = String::from_utf8_lossy(&bytes).into_owned();
             if body.contains("\"status\":\"finished\"") {
                 break;
             }

@@ -1,10 +1,13 @@
 //! The report site: every API endpoint against a real run, and a real
 //! browser (Debian's Chromium driven by playwright-core) watching a run.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{get, try_get};
 use flambe_cluster::testbed::missing_prerequisite;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -55,19 +58,6 @@ fn start_site(target: &Path) -> (Child, String) {
         }
     };
     (child, url)
-}
-
-/// A plain HTTP/1.0 GET on loopback: (status, body bytes).
-fn get(url: &str, path: &str) -> (u16, Vec<u8>) {
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
 }
 
 fn get_json(url: &str, path: &str) -> (u16, Value) {
@@ -401,15 +391,8 @@ fn the_site_links_a_tensorboard_it_started_when_one_is_installed() {
     // TensorBoard takes a few seconds to come up: wait for it to answer.
     let start = Instant::now();
     let status = loop {
-        if let Ok(mut conn) =
-            std::net::TcpStream::connect(tb.trim_start_matches("http://").trim_end_matches('/'))
-        {
-            let _ = conn.write_all(b"GET /data/runs HTTP/1.0\r\n\r\n");
-            let mut body = String::new();
-            let _ = conn.read_to_string(&mut body);
-            if body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200") {
-                break body;
-            }
+        if let Some((200, body)) = try_get(&tb, "/data/runs") {
+            break String::from_utf8_lossy(&body).into_owned();
         }
         assert!(
             start.elapsed() < Duration::from_secs(90),

@@ -1,0 +1,26 @@
+//! What several test files share: a plain HTTP/1.0 GET on loopback, enough
+//! to talk to the report site, Ray's dashboard and TensorBoard without an
+//! HTTP client crate in the tests.
+
+use std::io::{Read, Write};
+
+/// GET `path` from `url` (`http://127.0.0.1:PORT[/]` or `127.0.0.1:PORT`):
+/// `(status, body)`, or `None` when nothing answers there (yet).
+pub fn try_get(url: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, raw[split + 4..].to_vec()))
+}
+
+/// [`try_get`] from a server that must be answering.
+// Not every test file that includes this module uses both functions.
+#[allow(dead_code)]
+pub fn get(url: &str, path: &str) -> (u16, Vec<u8>) {
+    try_get(url, path).unwrap_or_else(|| panic!("nothing answered GET {path} at {url}"))
+}
