@@ -24,12 +24,126 @@ struct StageBar {
 
 impl StageBar {
     fn refresh(&self) {
-        let mut msg = format!("running {} · failed {}", self.running, self.failed);
-        if let (Some(metric), Some((best, id))) = (&self.metric, &self.best) {
-            msg.push_str(&format!(" · best {metric} {best:.4} ({id})"));
-        }
-        self.bar.set_message(msg);
+        let best = self
+            .best
+            .as_ref()
+            .and_then(|(v, id)| Some((self.metric.as_deref()?, *v, id.as_str())));
+        self.bar
+            .set_message(stage_message(self.running, self.failed, best));
     }
+}
+
+/// What a stage's bar says beside its count.
+fn stage_message(running: usize, failed: usize, best: Option<(&str, f64, &str)>) -> String {
+    let mut msg = format!("running {running} · failed {failed}");
+    if let Some((metric, value, id)) = best {
+        msg.push_str(&format!(" · best {metric} {value:.4} ({id})"));
+    }
+    msg
+}
+
+/// A new bar for a stage of `total` trials, below the others.
+fn stage_bar(multi: &MultiProgress, stage: &str, total: u64) -> ProgressBar {
+    let bar = multi.add(ProgressBar::new(total));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:25}] {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(stage.to_string());
+    bar
+}
+
+/// The progress of a run elsewhere (on a cluster), from snapshots of the
+/// report site's `/api/v1/experiment`: the same bars as a local run on a
+/// terminal; one line per change otherwise (logs, pipes, tests).
+pub struct RemoteProgress {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+    last_line: String,
+}
+
+impl RemoteProgress {
+    pub fn new() -> RemoteProgress {
+        RemoteProgress {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: HashMap::new(),
+            last_line: String::new(),
+        }
+    }
+
+    /// A line above the bars.
+    pub fn line(&self, text: &str) {
+        if self.multi.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            let _ = self.multi.println(text);
+        }
+    }
+
+    pub fn update(&mut self, exp: &serde_json::Value) {
+        if self.multi.is_hidden() {
+            let line = progress_line(exp);
+            if line != self.last_line {
+                eprintln!("{line}");
+                self.last_line = line;
+            }
+            return;
+        }
+        for s in exp["stages"].as_array().into_iter().flatten() {
+            let name = s["name"].as_str().unwrap_or("?");
+            let count = |k: &str| s[k].as_u64().unwrap_or(0);
+            let bar = self
+                .bars
+                .entry(name.to_string())
+                .or_insert_with(|| stage_bar(&self.multi, name, 0));
+            bar.set_length(count("total"));
+            bar.set_position(count("done"));
+            let best = s["metric"]
+                .as_str()
+                .zip(s["best"]["value"].as_f64())
+                .map(|(m, v)| (m, v, s["best"]["id"].as_str().unwrap_or("")));
+            bar.set_message(stage_message(
+                count("running") as usize,
+                count("failed") as usize,
+                best,
+            ));
+        }
+    }
+
+    pub fn finish(&mut self) {
+        for bar in self.bars.values() {
+            bar.finish();
+        }
+    }
+}
+
+/// `[running] train 3/6 (running 2, failed 0) best acc 0.9100 · eval 0/0 …`
+fn progress_line(exp: &serde_json::Value) -> String {
+    let stages: Vec<String> = exp["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let mut t = format!(
+                "{} {}/{} (running {}, failed {})",
+                s["name"].as_str().unwrap_or(""),
+                s["done"],
+                s["total"],
+                s["running"],
+                s["failed"]
+            );
+            if let (Some(m), Some(v)) = (s["metric"].as_str(), s["best"]["value"].as_f64()) {
+                t.push_str(&format!(" best {m} {v:.4}"));
+            }
+            t
+        })
+        .collect();
+    format!(
+        "[{}] {}",
+        exp["status"].as_str().unwrap_or("?"),
+        stages.join(" · ")
+    )
 }
 
 impl Console {
@@ -64,15 +178,7 @@ impl Observer for Console {
                 done,
                 failed,
             } => {
-                let bar = self.multi.add(ProgressBar::new(*total as u64));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix:>10} [{bar:25}] {pos}/{len} {msg} [{elapsed}]",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                bar.set_prefix(stage.name.clone());
+                let bar = stage_bar(&self.multi, &stage.name, *total as u64);
                 bar.set_position(*done as u64);
                 let sb = StageBar {
                     bar,

@@ -514,3 +514,82 @@ fn tensorboard_python() -> Option<String> {
     );
     None
 }
+
+#[test]
+fn a_script_runs_once_with_its_resources_and_says_where_its_output_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/words.txt"), "a b c\n").unwrap();
+    let config = dir.path().join("count.yaml");
+    std::fs::write(
+        &config,
+        "!Script\nname: count\nsave_path: ./out\nresources:\n  data: ./data\nenv:\n  GREETING: hello\nrun: |-\n  wc -w < {resources.data}/words.txt > {out}/count && echo \"$GREETING from {trial}\"\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        flambe()
+            .arg(&config)
+            .arg("--no-site")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trial = dir.path().join("out/count/trials/count-000");
+    assert!(stdout.contains("Script `count` succeeded"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Output: {}", trial.join("out").display())),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(trial.join("out/count"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    let log = std::fs::read_to_string(trial.join("stdout.log")).unwrap();
+    assert!(log.contains("hello from count-000"), "{log}");
+
+    // A rerun shows the earlier result; --force runs it again and keeps the
+    // earlier output next to it.
+    let again = run(&[]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        stdout.contains("--force` runs the script again"),
+        "{stdout}"
+    );
+    std::fs::write(dir.path().join("data/words.txt"), "a b c d e\n").unwrap();
+    assert!(run(&["--force"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(trial.join("out/count"))
+            .unwrap()
+            .trim(),
+        "5"
+    );
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("count.old-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    // A failing script: exit 1, its error and the end of its stderr shown.
+    std::fs::write(
+        &config,
+        "!Script\nname: broken\nrun: |-\n  echo 'no such file: model.pt' >&2; exit 4\n",
+    )
+    .unwrap();
+    let failed = run(&[]);
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("Script `broken` failed"), "{stdout}");
+    assert!(stdout.contains("exited with code 4"), "{stdout}");
+    assert!(stdout.contains("| no such file: model.pt"), "{stdout}");
+}

@@ -91,6 +91,14 @@ impl RayCluster {
         let factories_ips: Vec<String> = (2..=1 + factories)
             .map(|n| bed.addr(n).to_string())
             .collect();
+        // TensorBoard for the driver on the orchestrator, where it looks
+        // for it besides PATH.
+        let tensorboard = format!("{tools}/venv/bin/tensorboard");
+        let tensorboard = if Path::new(&tensorboard).exists() {
+            format!(" && mkdir -p ~/.flambe/bin && ln -sfn {tensorboard} ~/.flambe/bin/tensorboard")
+        } else {
+            String::new()
+        };
         let gpus = if fake_gpus {
             " && echo 2 > ~/.flambe/gpus"
         } else {
@@ -99,7 +107,7 @@ impl RayCluster {
         std::fs::write(
             &cluster,
             format!(
-                "!SSHCluster\nname: {name}\norchestrator_ip: {}\nfactories_ips: [{}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray{gpus}\n",
+                "!SSHCluster\nname: {name}\norchestrator_ip: {}\nfactories_ips: [{}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray{tensorboard}{gpus}\n",
                 bed.addr(1),
                 factories_ips.join(", "),
                 bed.user,
@@ -266,6 +274,34 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         body.contains("\"name\":\"remote\"") && body.contains("\"status\":\"finished\""),
         "{body}"
     );
+
+    // A script runs on one factory with its resources uploaded, and its
+    // output comes home.
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/words.txt"), "a b c\n").unwrap();
+    let script = dir.path().join("script.yaml");
+    std::fs::write(
+        &script,
+        "!Script\nname: wc\nsave_path: ./scripted\nresources:\n  data: ./data\nrun: |-\n  wc -w < {resources.data}/words.txt > {out}/count && hostname -I | cut -d' ' -f1 > {out}/host\n",
+    )
+    .unwrap();
+    let (code, text) = flambe(&[
+        script.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Script `wc` succeeded"), "{text}");
+    let out = dir.path().join("scripted/wc/trials/wc-000/out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("count")).unwrap().trim(),
+        "3"
+    );
+    let host = std::fs::read_to_string(out.join("host")).unwrap();
+    assert!(
+        expected.contains(host.trim()),
+        "ran on a factory, not {host}"
+    );
 }
 
 fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {
@@ -296,7 +332,7 @@ fn one_experiment_at_a_time_detach_attach_and_force() {
     let flambe = |args: &[&std::ffi::OsStr]| rc.flambe(args);
     use std::io::BufRead;
     // Start a slow experiment, wait until it runs, then kill the laptop side.
-    let start_and_leave = |config: &Path| {
+    let start_and_leave = |config: &Path, check_tensorboard: bool| {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
             .env("FLAMBE_HOME", &home)
             .arg(config)
@@ -320,12 +356,33 @@ fn one_experiment_at_a_time_detach_attach_and_force() {
             }
             seen.push(line);
         }
+        if check_tensorboard {
+            // TensorBoard on the orchestrator, through a tunnel of its own,
+            // serves this experiment's folder (it takes a while to start).
+            let url = seen
+                .iter()
+                .find_map(|l| l.strip_prefix("TensorBoard: http://"))
+                .unwrap_or_else(|| panic!("no TensorBoard URL shown:\n{}", seen.join("\n")));
+            let addr = url.split('/').next().unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(50);
+            let body = loop {
+                if let Some((200, bytes)) = common::try_get(addr, "/data/environment") {
+                    break String::from_utf8_lossy(&bytes).into_owned();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "TensorBoard never answered on {addr}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            };
+            assert!(body.contains("runs/second"), "{body}");
+        }
         child.kill().unwrap();
         child.wait().unwrap();
     };
 
     let first = slow_experiment(dir.path(), "first", 6);
-    start_and_leave(&first);
+    start_and_leave(&first, false);
     let (code, text) = flambe(&[
         "attach".as_ref(),
         "first".as_ref(),
@@ -336,7 +393,7 @@ fn one_experiment_at_a_time_detach_attach_and_force() {
     assert!(text.contains("Experiment `first` finished"), "{text}");
 
     let second = slow_experiment(dir.path(), "second", 60);
-    start_and_leave(&second);
+    start_and_leave(&second, true);
     let third = slow_experiment(dir.path(), "third", 1);
     let (code, text) = flambe(&[third.as_os_str(), "--cluster".as_ref(), cluster.as_os_str()]);
     assert_eq!(code, Some(1), "{text}");

@@ -4,8 +4,8 @@
 //! user, same home: the same absolute paths everywhere):
 //! - `resources/R/`: each local resource, uploaded with rsync (only what
 //!   changed); `!cluster` resources are checked to exist on every host;
-//! - `experiment.yaml`: the experiment rewritten for the cluster (resources
-//!   at their uploaded paths, `save_path` below), plain YAML;
+//! - `runnable.yaml`: the experiment or script rewritten for the cluster
+//!   (resources at their uploaded paths, `save_path` below), plain YAML;
 //! - `runs/NAME/`: the results, on the orchestrator (trials send theirs
 //!   back when they end);
 //! - `driver.log`: the driver's console.
@@ -19,7 +19,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::host::{Host, HostError, shell_quote};
 use crate::ray::{DASHBOARD_PORT, ray_env};
 use crate::sync::{rsync_down, rsync_up};
-use flambe_config::{Experiment, ResourceLocation};
+use flambe_config::{Experiment, Resource, ResourceLocation, Script};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -91,13 +91,68 @@ pub async fn stop_driver(orch: &Host, driver: &Driver) -> Result<(), ClusterErro
     Ok(())
 }
 
-/// Set the experiment up on the cluster and start its driver (or attach to
-/// it when it already runs). Ray must be running.
-pub async fn launch(
+/// What runs on a cluster: `!Experiment` and `!Script` (Flambé's cluster
+/// runnables). `setup` ships the runnable, rewritten for the cluster, and
+/// starts its driver on the orchestrator.
+pub trait ClusterRunnable: Clone + Send + Sync {
+    fn name(&self) -> &str;
+    /// Its resources, which the shipped copy points at their uploaded paths.
+    fn resources_mut(&mut self) -> &mut Vec<Resource>;
+    /// Make this copy the one the orchestrator runs: results under
+    /// `save_path`, nothing of this machine's (its device overrides) kept.
+    fn retarget(&mut self, save_path: PathBuf);
+    /// Plain YAML that the remote `flambe` loads like any config file.
+    fn to_yaml(&self) -> String;
+
+    /// Set it up on the cluster and start its driver (or attach to it when
+    /// it already runs). Ray must be running.
+    fn setup(
+        &self,
+        cluster: &Cluster,
+        force: bool,
+    ) -> impl std::future::Future<Output = Result<Launched, ClusterError>> + Send {
+        launch(cluster, self, force)
+    }
+}
+
+impl ClusterRunnable for Experiment {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resources_mut(&mut self) -> &mut Vec<Resource> {
+        &mut self.resources
+    }
+    fn retarget(&mut self, save_path: PathBuf) {
+        self.save_path = save_path;
+        self.devices = Default::default();
+    }
+    fn to_yaml(&self) -> String {
+        flambe_config::emit::experiment_yaml(self)
+    }
+}
+
+impl ClusterRunnable for Script {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn resources_mut(&mut self) -> &mut Vec<Resource> {
+        &mut self.resources
+    }
+    fn retarget(&mut self, save_path: PathBuf) {
+        self.save_path = save_path;
+    }
+    fn to_yaml(&self) -> String {
+        flambe_config::emit::script_yaml(self)
+    }
+}
+
+/// `ClusterRunnable::setup`.
+pub async fn launch<R: ClusterRunnable>(
     cluster: &Cluster,
-    exp: &Experiment,
+    runnable: &R,
     force: bool,
 ) -> Result<Launched, ClusterError> {
+    let name = runnable.name().to_string();
     let orch = cluster.orchestrator();
     let home = orch.check("printf %s \"$HOME\"").await?;
     for h in &cluster.hosts {
@@ -111,12 +166,12 @@ pub async fn launch(
             ));
         }
     }
-    let base = format!("{home}/.flambe/experiments/{}", exp.name);
-    let results = format!("{base}/runs/{}", exp.name);
+    let base = format!("{home}/.flambe/experiments/{name}");
+    let results = format!("{base}/runs/{name}");
     if let Some(driver) = running_driver(orch).await? {
-        if driver.name == exp.name && !force {
+        if driver.name == name && !force {
             return Ok(Launched {
-                name: exp.name.clone(),
+                name: name.clone(),
                 results,
                 started: false,
             });
@@ -130,10 +185,9 @@ pub async fn launch(
         stop_driver(orch, &driver).await?;
     }
 
-    let mut shipped = exp.clone();
-    shipped.save_path = PathBuf::from(format!("{base}/runs"));
-    shipped.devices = Default::default();
-    for r in &mut shipped.resources {
+    let mut shipped = runnable.clone();
+    shipped.retarget(PathBuf::from(format!("{base}/runs")));
+    for r in shipped.resources_mut() {
         match &r.location {
             ResourceLocation::Local(path) => {
                 let uploaded =
@@ -154,9 +208,9 @@ pub async fn launch(
             }
         }
     }
-    let yaml = flambe_config::emit::experiment_yaml(&shipped);
+    let yaml = shipped.to_yaml();
     orch.check(&format!(
-        "mkdir -p {base} && printf '%s' {} > {base}/experiment.yaml",
+        "mkdir -p {base} && printf '%s' {} > {base}/runnable.yaml",
         shell_quote(&yaml)
     ))
     .await?;
@@ -164,7 +218,7 @@ pub async fn launch(
     // The driver as a script, so that `setsid` starts one command whose pid
     // is also its session's and process group's id.
     let script = format!(
-        "#!/bin/sh\nexec \"$HOME/.flambe/bin/flambe\" experiment.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
+        "#!/bin/sh\nexec \"$HOME/.flambe/bin/flambe\" runnable.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
          --sync-host {orch_name} --site-port {SITE_PORT}{force_flag} > driver.log 2>&1\n",
         orch_name = orch.name()
     );
@@ -186,7 +240,7 @@ pub async fn launch(
         )
     })?;
     let driver = Driver {
-        name: exp.name.clone(),
+        name: name.clone(),
         started: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
@@ -199,7 +253,7 @@ pub async fn launch(
     ))
     .await?;
     Ok(Launched {
-        name: exp.name.clone(),
+        name: name.clone(),
         results,
         started: true,
     })

@@ -12,17 +12,7 @@ pub fn experiment_yaml(exp: &Experiment) -> String {
     let mut y = String::from("!Experiment\n");
     let _ = writeln!(y, "name: {}", q(&exp.name));
     let _ = writeln!(y, "save_path: {}", q(&exp.save_path.display().to_string()));
-    if !exp.resources.is_empty() {
-        y.push_str("resources:\n");
-        for r in &exp.resources {
-            let _ = match &r.location {
-                ResourceLocation::Local(p) => {
-                    writeln!(y, "  {}: {}", r.name, q(&p.display().to_string()))
-                }
-                ResourceLocation::Cluster(p) => writeln!(y, "  {}: !cluster {}", r.name, q(p)),
-            };
-        }
-    }
+    resources(&mut y, &exp.resources);
     let _ = writeln!(y, "seed: {}", exp.seed);
     let _ = writeln!(y, "max_failures: {}", exp.max_failures);
     env(&mut y, "", &exp.env);
@@ -40,6 +30,40 @@ pub fn experiment_yaml(exp: &Experiment) -> String {
         stage(&mut y, s);
     }
     y
+}
+
+pub fn script_yaml(script: &Script) -> String {
+    let mut y = String::from("!Script\n");
+    let _ = writeln!(y, "name: {}", q(&script.name));
+    let _ = writeln!(y, "run: {}", q(&script.run.source));
+    let _ = writeln!(
+        y,
+        "save_path: {}",
+        q(&script.save_path.display().to_string())
+    );
+    resources(&mut y, &script.resources);
+    env(&mut y, "", &script.env);
+    let _ = writeln!(y, "cpus: {}", float(script.cpus));
+    let _ = writeln!(y, "gpus: {}", script.gpus);
+    if let Some(t) = script.timeout {
+        let _ = writeln!(y, "timeout: {}", float(t.as_secs_f64()));
+    }
+    y
+}
+
+fn resources(y: &mut String, resources: &[Resource]) {
+    if resources.is_empty() {
+        return;
+    }
+    y.push_str("resources:\n");
+    for r in resources {
+        let _ = match &r.location {
+            ResourceLocation::Local(p) => {
+                writeln!(y, "  {}: {}", r.name, q(&p.display().to_string()))
+            }
+            ResourceLocation::Cluster(p) => writeln!(y, "  {}: !cluster {}", r.name, q(p)),
+        };
+    }
 }
 
 fn stage(y: &mut String, s: &Stage) {
@@ -157,25 +181,24 @@ mod tests {
             let Ok(cfg) = crate::load_file(&path) else {
                 continue;
             };
-            let Runnable::Experiment(exp) = cfg.runnable else {
-                continue;
+            let (text, before) = match &cfg.runnable {
+                Runnable::Experiment(e) => (experiment_yaml(e), serde_json::to_value(e).unwrap()),
+                Runnable::Script(s) => (script_yaml(s), serde_json::to_value(s).unwrap()),
+                _ => continue,
             };
-            let text = experiment_yaml(&exp);
             let back = match crate::load_str(Path::new("/shipped/exp.yaml"), &text, &|_| None) {
                 Ok(c) => c,
                 Err(e) => panic!("{e}\n{text}"),
             };
-            let Runnable::Experiment(back) = back.runnable else {
-                panic!()
+            let after = match back.runnable {
+                Runnable::Experiment(e) => serde_json::to_value(&e).unwrap(),
+                Runnable::Script(s) => serde_json::to_value(&s).unwrap(),
+                _ => panic!("{text}"),
             };
-            assert_eq!(
-                serde_json::to_value(&exp).unwrap(),
-                serde_json::to_value(&back).unwrap(),
-                "{text}"
-            );
+            assert_eq!(before, after, "{text}");
             seen += 1;
         }
-        assert!(seen >= 2);
+        assert!(seen >= 3);
     }
 
     #[test]

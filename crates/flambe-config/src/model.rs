@@ -235,6 +235,38 @@ pub struct Script {
     pub timeout: Option<Duration>,
 }
 
+impl Script {
+    /// The script as the engine runs it: an experiment of one stage (named
+    /// after the script) with one trial and no retries, so that a script gets
+    /// the same state, logs, resume, report site and cluster path as any
+    /// experiment. Its output is `save_path/NAME/trials/NAME-000/out`.
+    pub fn as_experiment(&self) -> Experiment {
+        Experiment {
+            name: self.name.clone(),
+            save_path: self.save_path.clone(),
+            resources: self.resources.clone(),
+            seed: 0,
+            max_failures: 0,
+            env: self.env.clone(),
+            pipeline: vec![Stage {
+                name: self.name.clone(),
+                run: self.run.clone(),
+                params: Vec::new(),
+                samples: 1,
+                cpus: self.cpus,
+                gpus: self.gpus,
+                metric: None,
+                mode: Mode::Max,
+                reduce: None,
+                scheduler: None,
+                timeout: self.timeout,
+                env: Vec::new(),
+            }],
+            devices: Devices::default(),
+        }
+    }
+}
+
 /// A host's address as reached from here (`public`) and from the other
 /// hosts (`private`); the same when the config gives one address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

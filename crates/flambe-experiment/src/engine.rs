@@ -30,6 +30,9 @@ use tokio::sync::mpsc;
 pub struct RunOptions {
     /// Set a changed experiment's old results aside and start afresh.
     pub force: bool,
+    /// Start afresh even when the config is unchanged (old results set
+    /// aside, as with `force`): how a script runs again.
+    pub restart: bool,
     /// CPUs and GPUs to fill; `None`: the config's `devices`, else detected.
     pub cpus: Option<f64>,
     pub gpus: Option<u32>,
@@ -165,7 +168,7 @@ pub async fn run_experiment(
         check_resources(exp, cpus, gpus)?;
     }
     let base_env = resolve_env(&exp.env)?;
-    let (store, resumed) = prepare(exp, &dir, opts.force)?;
+    let (store, resumed) = prepare(exp, &dir, opts.force, opts.restart)?;
     let on = match &opts.ray {
         Some(ray) => format!("Ray at {}", ray.address),
         None => format!("this machine ({cpus} CPUs, {gpus} GPUs)"),
@@ -245,7 +248,7 @@ fn fingerprint(exp: &Experiment) -> serde_json::Value {
 
 /// Open (or create) the results folder and its store; refuse a changed
 /// config unless `force`, which moves the old folder aside.
-fn prepare(exp: &Experiment, dir: &Path, force: bool) -> Result<(Store, bool)> {
+fn prepare(exp: &Experiment, dir: &Path, force: bool, restart: bool) -> Result<(Store, bool)> {
     let db = dir.join("state.db");
     let config = fingerprint(exp);
     let state_err = |source| EngineError::State {
@@ -259,13 +262,13 @@ fn prepare(exp: &Experiment, dir: &Path, force: bool) -> Result<(Store, bool)> {
             .map_err(state_err)?
             .and_then(|s| serde_json::from_str(&s).ok());
         match old {
-            Some(old) if old == config => return Ok((store, true)),
+            Some(old) if old == config && !restart => return Ok((store, true)),
             old => {
                 let changes = old.map_or_else(
                     || vec!["(no config recorded)".to_string()],
                     |o| diff(&o, &config),
                 );
-                if !force {
+                if !(force || restart) {
                     return Err(EngineError::ChangedConfig {
                         name: exp.name.clone(),
                         dir: dir.to_path_buf(),

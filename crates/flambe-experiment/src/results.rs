@@ -61,6 +61,21 @@ impl Report {
     }
 }
 
+/// The report of a results folder (`save_path/NAME`) written earlier,
+/// elsewhere perhaps: read from its `state.db`, changing nothing.
+pub fn read_report(dir: &Path, exp: &Experiment) -> rusqlite::Result<Report> {
+    let store = Store::open_read_only(&dir.join("state.db"))?;
+    let stages = exp
+        .pipeline
+        .iter()
+        .map(|stage| stage_result(&store, stage))
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Report {
+        dir: dir.to_path_buf(),
+        stages,
+    })
+}
+
 /// The ranked rows of one stage and who survives it.
 pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResult> {
     let trials = store.stage_trials(&stage.name)?;

@@ -1,7 +1,9 @@
 //! `flambe experiment.yaml --cluster cluster.yaml`, `flambe attach`, `flambe pull`.
 
+use super::run::Finish;
+use crate::progress::RemoteProgress;
 use anyhow::{Context, bail};
-use flambe_cluster::remote::{SITE_PORT, launch, pull};
+use flambe_cluster::remote::{ClusterRunnable, SITE_PORT, pull};
 use flambe_cluster::{Cluster, up};
 use flambe_config::{Experiment, Runnable, SshCluster, load_file};
 use serde_json::Value;
@@ -9,12 +11,15 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Bring the cluster and Ray up, ship and start the experiment, follow it.
-pub fn run(
+/// Bring the cluster and Ray up, ship and start the experiment (or a
+/// script, as an experiment of one trial), follow it.
+pub fn run<R: ClusterRunnable>(
+    runnable: &R,
     exp: &Experiment,
     cfg: &SshCluster,
     cluster_file: &Path,
     force: bool,
+    finish: Finish,
 ) -> anyhow::Result<ExitCode> {
     super::cluster::runtime()?.block_on(async {
         let t0 = Instant::now();
@@ -34,7 +39,7 @@ pub fn run(
             ray.nodes,
             t1.elapsed().as_secs_f64()
         );
-        let launched = launch(&cluster, exp, force).await?;
+        let launched = runnable.setup(&cluster, force).await?;
         if launched.started {
             eprintln!(
                 "Experiment `{}` started on the orchestrator ({})",
@@ -46,33 +51,53 @@ pub fn run(
                 exp.name
             );
         }
-        let code = follow(&cluster, &exp.name, &cluster_file.display().to_string()).await;
+        let cluster_file = cluster_file.display().to_string();
+        let code = match follow(&cluster, &exp.name, &cluster_file).await {
+            Ok(Some(status)) if finish == Finish::ScriptOutput && status == "finished" => {
+                script_home(&cluster, exp).await
+            }
+            Ok(Some(status)) => Ok(ended(&exp.name, &status, &cluster_file)),
+            Ok(None) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(e),
+        };
         cluster.close().await;
         code
     })
 }
 
-/// Follow the experiment through the site's API until it ends or Ctrl-C.
-async fn follow(cluster: &Cluster, name: &str, cluster_file: &str) -> anyhow::Result<ExitCode> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    cluster
-        .orchestrator()
-        .tunnel(port, "127.0.0.1", SITE_PORT)
-        .await?;
-    let base = format!("http://127.0.0.1:{port}");
+/// A script's output comes home when it ends: its results folder is copied
+/// to `save_path/NAME` here, then reported like a local run.
+async fn script_home(cluster: &Cluster, exp: &Experiment) -> anyhow::Result<ExitCode> {
+    let dest = exp.save_path.join(&exp.name);
+    pull(cluster, &exp.name, &dest)
+        .await
+        .context("copying the script's output home")?;
+    let report = flambe_experiment::results::read_report(&dest, exp)
+        .with_context(|| format!("reading the results in {}", dest.display()))?;
+    Ok(super::run::print_script_end(&report))
+}
+
+/// Follow the experiment through the site's API until it ends (its final
+/// status) or Ctrl-C (`None`: it goes on without us).
+async fn follow(
+    cluster: &Cluster,
+    name: &str,
+    cluster_file: &str,
+) -> anyhow::Result<Option<String>> {
+    let base = tunnel_here(cluster, SITE_PORT).await?;
     eprintln!("Report site: {base}/ (through an SSH tunnel to the orchestrator)");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let mut last = String::new();
+    let mut progress = RemoteProgress::new();
+    let mut tensorboard_shown = false;
     let mut unreachable_since: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
+                progress.finish();
                 eprintln!("\nDetached: `{name}` goes on running on the cluster.\n  follow it again: flambe attach {name} --cluster {cluster_file}\n  copy its results here: flambe pull {name} --cluster {cluster_file}");
-                return Ok(ExitCode::SUCCESS);
+                return Ok(None);
             }
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
@@ -107,7 +132,8 @@ async fn follow(cluster: &Cluster, name: &str, cluster_file: &str) -> anyhow::Re
                         .await?;
                     let status = marker.stdout.trim().to_string();
                     if !status.is_empty() {
-                        return Ok(ended(name, &status, cluster_file));
+                        progress.finish();
+                        return Ok(Some(status));
                     }
                 }
                 if since.elapsed() > Duration::from_secs(120) {
@@ -122,15 +148,45 @@ async fn follow(cluster: &Cluster, name: &str, cluster_file: &str) -> anyhow::Re
                 continue;
             }
         };
-        let line = progress_line(&exp);
-        if line != last {
-            eprintln!("{line}");
-            last = line;
+        if !tensorboard_shown {
+            tensorboard_shown = true;
+            progress.line(&tensorboard_here(cluster, &exp).await);
         }
+        progress.update(&exp);
         let status = exp["status"].as_str().unwrap_or("");
         if matches!(status, "finished" | "interrupted" | "stopped") {
-            return Ok(ended(name, status, cluster_file));
+            progress.finish();
+            return Ok(Some(status.to_string()));
         }
+    }
+}
+
+/// A tunnel from a free port here to `port` on the orchestrator's loopback;
+/// its base URL.
+async fn tunnel_here(cluster: &Cluster, port: u16) -> anyhow::Result<String> {
+    let local = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    cluster
+        .orchestrator()
+        .tunnel(local, "127.0.0.1", port)
+        .await?;
+    Ok(format!("http://127.0.0.1:{local}"))
+}
+
+/// The line that says where TensorBoard is: the driver's TensorBoard on the
+/// orchestrator, through a tunnel, when it runs there.
+async fn tensorboard_here(cluster: &Cluster, exp: &Value) -> String {
+    let remote_port = exp["tensorboard"]
+        .as_str()
+        .and_then(|url| url.trim_end_matches('/').rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok());
+    match remote_port {
+        Some(port) => match tunnel_here(cluster, port).await {
+            Ok(base) => format!("TensorBoard: {base}/ (through an SSH tunnel to the orchestrator)"),
+            Err(e) => format!("TensorBoard: runs on the orchestrator, but the tunnel failed: {e:#}"),
+        },
+        None => "TensorBoard: not installed on the orchestrator (install it there on PATH or as ~/.flambe/bin/tensorboard), or pull the results and run it here".to_string(),
     }
 }
 
@@ -144,37 +200,6 @@ fn ended(name: &str, status: &str, cluster_file: &str) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn progress_line(exp: &Value) -> String {
-    let stages: Vec<String> = exp["stages"]
-        .as_array()
-        .map(|stages| {
-            stages
-                .iter()
-                .map(|s| {
-                    let mut t = format!(
-                        "{} {}/{} (running {}, failed {})",
-                        s["name"].as_str().unwrap_or(""),
-                        s["done"],
-                        s["total"],
-                        s["running"],
-                        s["failed"]
-                    );
-                    if let (Some(m), Some(v)) = (s["metric"].as_str(), s["best"]["value"].as_f64())
-                    {
-                        t.push_str(&format!(" best {m} {v:.4}"));
-                    }
-                    t
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "[{}] {}",
-        exp["status"].as_str().unwrap_or("?"),
-        stages.join(" · ")
-    )
 }
 
 fn ssh_cluster(path: &Path) -> anyhow::Result<SshCluster> {
@@ -193,9 +218,13 @@ pub fn attach(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
     let cfg = ssh_cluster(cluster_file)?;
     super::cluster::runtime()?.block_on(async {
         let cluster = Cluster::open_orchestrator(&cfg.name).await?;
-        let code = follow(&cluster, name, &cluster_file.display().to_string()).await;
+        let cluster_file = cluster_file.display().to_string();
+        let status = follow(&cluster, name, &cluster_file).await;
         cluster.close().await;
-        code
+        Ok(match status? {
+            Some(status) => ended(name, &status, &cluster_file),
+            None => ExitCode::SUCCESS,
+        })
     })
 }
 

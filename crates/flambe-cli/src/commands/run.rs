@@ -45,7 +45,16 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match (&config.runnable, &cluster) {
-        (Runnable::Experiment(exp), None) => run_experiment_here(exp, &file, &args, verbose),
+        (Runnable::Experiment(exp), None) => {
+            run_here(exp, &file, &args, verbose, Finish::RankedTable)
+        }
+        (Runnable::Script(script), None) => run_here(
+            &script.as_experiment(),
+            &file,
+            &args,
+            verbose,
+            Finish::ScriptOutput,
+        ),
         (Runnable::SshCluster(c), None) => super::cluster::up_ssh(c),
         (
             Runnable::Experiment(exp),
@@ -54,7 +63,22 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
                 path,
                 ..
             }),
-        ) => super::remote::run(exp, c, path, args.force),
+        ) => super::remote::run(exp, exp, c, path, args.force, Finish::RankedTable),
+        (
+            Runnable::Script(script),
+            Some(ConfigFile {
+                runnable: Runnable::SshCluster(c),
+                path,
+                ..
+            }),
+        ) => super::remote::run(
+            script,
+            &script.as_experiment(),
+            c,
+            path,
+            args.force,
+            Finish::ScriptOutput,
+        ),
         (runnable, _) => bail!(
             "running a {}{} is not available in this build yet\nhint: `flambe {} --dry-run` validates the file and prints the plan",
             runnable.tag(),
@@ -68,11 +92,22 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_experiment_here(
+/// What a run prints when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// An experiment: the ranked table of every stage.
+    RankedTable,
+    /// A script (an experiment of one trial): how it ended and where its
+    /// output is; the exit code is the script's success.
+    ScriptOutput,
+}
+
+fn run_here(
     exp: &Experiment,
     file: &Path,
     args: &RunArgs,
     verbose: u8,
+    finish: Finish,
 ) -> anyhow::Result<ExitCode> {
     let ray = match &args.ray_address {
         Some(address) => Some(RayTarget {
@@ -88,6 +123,7 @@ fn run_experiment_here(
     };
     let opts = RunOptions {
         force: args.force,
+        restart: args.force && finish == Finish::ScriptOutput,
         cpus: args.cpus,
         gpus: args.gpus,
         echo: verbose > 0,
@@ -100,6 +136,11 @@ fn run_experiment_here(
         .context("cannot start the async runtime")?;
     let mut console = Console::new();
     let dir = exp.save_path.join(&exp.name);
+    // A script that ran to its end is not run again by a rerun (its output
+    // is a result like any other): say how to.
+    let ran_before = std::fs::read_to_string(dir.join("status"))
+        .is_ok_and(|s| s.trim() == "finished")
+        && !args.force;
     let result = runtime.block_on(async {
         let views = if args.site.no_site { None } else { Some(super::site::start(&dir, &args.site).await?) };
         if let Some(v) = &views {
@@ -120,6 +161,15 @@ fn run_experiment_here(
     })?;
     let rerun = format!("flambe {}", file.display());
     match result {
+        Ok(report) if finish == Finish::ScriptOutput => {
+            let code = print_script_end(&report);
+            if ran_before {
+                println!(
+                    "(an earlier run's result: `{rerun} --force` runs the script again, keeping this one next to it)"
+                );
+            }
+            Ok(code)
+        }
         Ok(report) => {
             print_ranked_table(&report);
             println!("\nResults: {}", report.csv_path().display());
@@ -144,6 +194,49 @@ fn run_experiment_here(
             "{err}\nhint: export it in this shell, then run `{rerun}` again"
         )),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// How a script ended, where its output and logs are (under `dir`), and the
+/// end of its stderr when it failed. Exit 0 only when it succeeded.
+pub fn print_script_end(report: &Report) -> ExitCode {
+    let Some(row) = report.stages.first().and_then(|s| s.rows.first()) else {
+        eprintln!("the script did not run; see {}", report.dir.display());
+        return ExitCode::FAILURE;
+    };
+    let trial = report.dir.join("trials").join(&row.id);
+    let time = row
+        .duration_s
+        .map_or(String::new(), |d| format!(" in {d:.1}s"));
+    let ok = row.status == flambe_experiment::Status::Succeeded;
+    println!(
+        "Script `{}` {}{time}{}",
+        row.stage,
+        if ok { "succeeded" } else { "failed" },
+        row.host
+            .as_deref()
+            .filter(|h| *h != "local")
+            .map_or(String::new(), |h| format!(" on {h}"))
+    );
+    if !ok {
+        if let Some(error) = &row.error {
+            println!("  {error}");
+        }
+        let stderr = std::fs::read_to_string(trial.join("stderr.log")).unwrap_or_default();
+        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+        for line in tail.into_iter().rev() {
+            println!("  | {line}");
+        }
+    }
+    println!("Output: {}", trial.join("out").display());
+    println!(
+        "Logs:   {} and stderr.log",
+        trial.join("stdout.log").display()
+    );
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
