@@ -16,7 +16,7 @@ fn experiment(dir: &Path, save: &str) -> PathBuf {
     std::fs::create_dir_all(trainer.parent().unwrap()).unwrap();
     std::fs::write(
         &trainer,
-        "#!/bin/sh\nfor step in 1 2 3; do echo \"{\\\"step\\\": $step, \\\"acc\\\": $(python3 -c \"print($1 * $step + $2)\")}\" >> $FLAMBE_METRICS; done\nhostname -I | cut -d' ' -f1 > $FLAMBE_OUT/host\necho \"$CUDA_VISIBLE_DEVICES\" > $FLAMBE_OUT/gpu\n",
+        "#!/bin/sh\ndate +%s.%N > $FLAMBE_OUT/start; sleep 1\nfor step in 1 2 3; do echo \"{\\\"step\\\": $step, \\\"acc\\\": $(python3 -c \"print($1 * $step + $2)\")}\" >> $FLAMBE_METRICS; done\nhostname -I | cut -d' ' -f1 > $FLAMBE_OUT/host\necho \"$CUDA_VISIBLE_DEVICES\" > $FLAMBE_OUT/gpu\ndate +%s.%N > $FLAMBE_OUT/end\n",
     )
     .unwrap();
     let config = dir.join(format!("{save}.yaml"));
@@ -198,20 +198,39 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     // Trials ran on both factories (never the orchestrator), with GPUs from Ray,
     // and their outputs came back, so eval trials read their own ancestor's.
     let mut hosts = std::collections::BTreeSet::new();
+    let mut spans = Vec::new();
     for r in on_cluster.iter().filter(|r| r["stage"] == "train") {
         let out = pulled
             .join("trials")
             .join(r["id"].as_str().unwrap())
             .join("out");
-        hosts.insert(
-            std::fs::read_to_string(out.join("host"))
+        let read = |f: &str| {
+            std::fs::read_to_string(out.join(f))
                 .unwrap()
                 .trim()
-                .to_string(),
-        );
-        let gpu = std::fs::read_to_string(out.join("gpu")).unwrap();
-        assert!(gpu.trim() == "0" || gpu.trim() == "1", "{gpu}");
+                .to_string()
+        };
+        let (host, gpu) = (read("host"), read("gpu"));
+        assert!(gpu == "0" || gpu == "1", "{gpu}");
+        let start: f64 = read("start").parse().unwrap();
+        let end: f64 = read("end").parse().unwrap();
+        spans.push((host.clone(), gpu, start, end));
+        hosts.insert(host);
     }
+    // Trials that ran at the same time on the same factory had distinct GPUs.
+    let mut overlapping = 0;
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if a.0 == b.0 && a.2 < b.3 && b.2 < a.3 {
+                overlapping += 1;
+                assert_ne!(a.1, b.1, "concurrent trials on {} shared GPU {}", a.0, a.1);
+            }
+        }
+    }
+    assert!(
+        overlapping > 0,
+        "no two GPU trials overlapped on a factory: {spans:?}"
+    );
     let expected: std::collections::BTreeSet<String> =
         [bed.addr(2).to_string(), bed.addr(3).to_string()].into();
     assert_eq!(hosts, expected, "trials ran on both factories");
