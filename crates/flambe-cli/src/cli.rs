@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// ssh_config (trials fetch inputs from it and send results back)
     #[arg(long, value_name = "HOST", requires = "ray_address", hide = true)]
     pub sync_host: Option<String>,
+
+    /// With --ray-address: the experiment's secrets, a 0600 JSON file
+    /// (on the sync host); trials read their `!env` values from it
+    #[arg(long, value_name = "FILE", requires = "ray_address", hide = true)]
+    pub secrets: Option<std::path::PathBuf>,
 }
 
 /// Where the report site listens.

@@ -1,6 +1,8 @@
 //! Experiments run here, end to end through the `flambe` binary: what a user
 //! checks is what these tests check (results rows, winners, files, logs).
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -592,4 +594,67 @@ fn a_script_runs_once_with_its_resources_and_says_where_its_output_is() {
     assert!(stdout.contains("Script `broken` failed"), "{stdout}");
     assert!(stdout.contains("exited with code 4"), "{stdout}");
     assert!(stdout.contains("| no such file: model.pt"), "{stdout}");
+}
+
+#[test]
+fn a_secret_reaches_trials_and_is_written_and_printed_nowhere() {
+    let secret = "s3cr3t-7f1e9a";
+    let exp = Exp::new(
+        "secret",
+        "pipeline:\n  s: !Stage\n    run: |-\n      test \"$TOKEN\" = \"$AGAIN\" && test \"${#TOKEN}\" = 13 && echo ok > {out}/checked\n    env:\n      AGAIN: !env FLAMBE_TEST_TOKEN\n",
+    );
+    // The experiment-wide `env` (Exp::new's has T) gets the secret too.
+    let text = std::fs::read_to_string(&exp.config).unwrap().replacen(
+        "env:\n",
+        "env:\n  TOKEN: !env FLAMBE_TEST_TOKEN\n",
+        1,
+    );
+    std::fs::write(&exp.config, text).unwrap();
+    // Unset: a clear error naming the variable, and nothing created.
+    let unset = exp.run(&["--no-site"]);
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert_eq!(unset.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "`TOKEN: !env FLAMBE_TEST_TOKEN` needs the environment variable `FLAMBE_TEST_TOKEN`"
+        ),
+        "{stderr}"
+    );
+    assert!(!exp.path("runs/secret").exists(), "nothing half-created");
+
+    let dry = flambe()
+        .arg(&exp.config)
+        .arg("--dry-run")
+        .env("FLAMBE_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        shown.contains("TOKEN=****** (secret, from $FLAMBE_TEST_TOKEN)"),
+        "{shown}"
+    );
+
+    let out = flambe()
+        .arg(&exp.config)
+        .args(["--cpus", "2"])
+        .env("FLAMBE_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        shown
+    );
+    assert!(out.status.success(), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(exp.path("runs/secret/trials/s-000/out/checked")).unwrap(),
+        "ok\n",
+        "the trial saw the value"
+    );
+    assert!(!printed.contains(secret), "printed: {printed}");
+    assert_eq!(
+        common::files_containing(exp.dir.path(), secret),
+        Vec::<PathBuf>::new()
+    );
 }

@@ -120,9 +120,19 @@ impl RayCluster {
 
     /// Run flambe with the test's FLAMBE_HOME: (exit code, stdout + stderr).
     fn flambe(&self, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+        self.flambe_with(args, &[])
+    }
+
+    /// [`flambe`](Self::flambe) with more environment variables.
+    fn flambe_with(
+        &self,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, String) {
         let out = Command::cargo_bin("flambe")
             .unwrap()
             .env("FLAMBE_HOME", self.dir.path().join("home"))
+            .envs(env.iter().copied())
             .args(args)
             .output()
             .unwrap();
@@ -295,22 +305,36 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     );
 
     // A script runs on one factory with its resources uploaded, and its
-    // output comes home.
+    // output comes home. It checks a secret given as `!env` (against the
+    // reversed value, so that the check itself does not hold the secret).
+    let secret = "tok-91c2e4d07b";
+    let reversed: String = secret.chars().rev().collect();
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/words.txt"), "a b c\n").unwrap();
     let script = dir.path().join("script.yaml");
     std::fs::write(
         &script,
-        "!Script\nname: wc\nsave_path: ./scripted\nresources:\n  data: ./data\nrun: |-\n  wc -w < {resources.data}/words.txt > {out}/count && hostname -I | cut -d' ' -f1 > {out}/host\n",
+        format!("!Script\nname: wc\nsave_path: ./scripted\nresources:\n  data: ./data\nenv:\n  TOKEN: !env FLAMBE_TEST_TOKEN\nrun: |-\n  test \"$(printf %s \"$TOKEN\" | rev)\" = {reversed} && wc -w < {{resources.data}}/words.txt > {{out}}/count && hostname -I | cut -d' ' -f1 > {{out}}/host\n"),
     )
     .unwrap();
-    let (code, text) = flambe(&[
+    let script_args = [
         script.as_os_str(),
         "--cluster".as_ref(),
         cluster.as_os_str(),
-    ]);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("Script `wc` succeeded"), "{text}");
+    ];
+    let (code, text) = flambe(&script_args);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("`!env FLAMBE_TEST_TOKEN` reads the environment variable `FLAMBE_TEST_TOKEN`, which is not set"),
+        "{text}"
+    );
+    assert!(
+        !bed.home(1).join(".flambe/experiments/wc").exists(),
+        "nothing was sent"
+    );
+    let (code, printed) = rc.flambe_with(&script_args, &[("FLAMBE_TEST_TOKEN", secret)]);
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(printed.contains("Script `wc` succeeded"), "{printed}");
     let out = dir.path().join("scripted/wc/trials/wc-000/out");
     assert_eq!(
         std::fs::read_to_string(out.join("count")).unwrap().trim(),
@@ -321,6 +345,29 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         expected.contains(host.trim()),
         "ran on a factory, not {host}"
     );
+
+    // The secret is nowhere but in the orchestrator's 0600 secrets file:
+    // not in what flambe printed, nor in any file here (results, FLAMBE_HOME)
+    // or on any host (homes and /tmp, Ray's logs included).
+    assert!(!printed.contains(secret), "{printed}");
+    let mut found = common::files_containing(dir.path(), secret);
+    found.extend(common::files_containing(&bed.home(1).join("../.."), secret));
+    let secrets_file = bed.home(1).join(".flambe/experiments/wc/secrets.json");
+    assert_eq!(
+        found,
+        vec![
+            bed.home(1)
+                .join("../..")
+                .join("h1/home/.flambe/experiments/wc/secrets.json")
+        ],
+        "the secret is in these files"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secrets_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {

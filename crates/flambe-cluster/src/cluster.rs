@@ -42,6 +42,10 @@ pub enum ClusterError {
         host: String,
         known: String,
     },
+    #[error(
+        "`!env {0}` reads the environment variable `{0}`, which is not set in this shell; nothing was sent to the cluster\nhint: export {0}=… (its value goes only to a 0600 file on the orchestrator), then run the same command again"
+    )]
+    UnsetSecret(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -173,6 +173,52 @@ impl Host {
         }
     }
 
+    /// Write `contents` to `path` readable by the remote user only (0600).
+    /// The contents travel on the command's stdin, never on a command line
+    /// (which `ps` and logs would show): this is how secrets are written.
+    pub async fn write_private(&self, path: &str, contents: &[u8]) -> Result<(), HostError> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |detail: String| HostError::Other {
+            host: self.target.name.clone(),
+            detail,
+        };
+        let quoted = shell_quote(path);
+        let command = format!(
+            "umask 077 && cat > {quoted}.tmp && chmod 600 {quoted}.tmp && mv {quoted}.tmp {quoted}"
+        );
+        let mut child = self
+            .session
+            .raw_command(&command)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::null())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| fail(format!("writing {path}: {e}")))?;
+        if let Some(mut stdin) = child.stdin().take() {
+            stdin
+                .write_all(contents)
+                .await
+                .map_err(|e| fail(format!("writing {path}: {e}")))?;
+            stdin
+                .shutdown()
+                .await
+                .map_err(|e| fail(format!("writing {path}: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| fail(format!("writing {path}: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "cannot write {path}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
     /// `mkdir -p` of a folder (relative paths are under the remote home).
     pub async fn mkdir(&self, path: &str) -> Result<(), HostError> {
         self.check(&format!("mkdir -p {}", shell_quote(path)))

@@ -22,6 +22,7 @@ use crate::sync::{rsync_down, rsync_up};
 use flambe_config::{Experiment, Resource, ResourceLocation, Script};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,8 +102,11 @@ pub trait ClusterRunnable: Clone + Send + Sync {
     /// Make this copy the one the orchestrator runs: results under
     /// `save_path`, nothing of this machine's (its device overrides) kept.
     fn retarget(&mut self, save_path: PathBuf);
-    /// Plain YAML that the remote `flambe` loads like any config file.
+    /// Plain YAML that the remote `flambe` loads like any config file
+    /// (`!env NAME` stays a name: values go in the secrets file).
     fn to_yaml(&self) -> String;
+    /// The local environment variables its `!env` values read.
+    fn secrets(&self) -> Vec<String>;
 
     /// Set it up on the cluster and start its driver (or attach to it when
     /// it already runs). Ray must be running.
@@ -129,6 +133,9 @@ impl ClusterRunnable for Experiment {
     fn to_yaml(&self) -> String {
         flambe_config::emit::experiment_yaml(self)
     }
+    fn secrets(&self) -> Vec<String> {
+        Experiment::secrets(self)
+    }
 }
 
 impl ClusterRunnable for Script {
@@ -144,6 +151,22 @@ impl ClusterRunnable for Script {
     fn to_yaml(&self) -> String {
         flambe_config::emit::script_yaml(self)
     }
+    fn secrets(&self) -> Vec<String> {
+        Script::secrets(self)
+    }
+}
+
+/// The values of `names` from this process's environment, read at submit
+/// time; the first unset one is an error that names it.
+pub fn secret_values(names: &[String]) -> Result<BTreeMap<String, String>, ClusterError> {
+    names
+        .iter()
+        .map(|n| {
+            std::env::var(n)
+                .map(|v| (n.clone(), v))
+                .map_err(|_| ClusterError::UnsetSecret(n.clone()))
+        })
+        .collect()
 }
 
 /// `ClusterRunnable::setup`.
@@ -153,6 +176,7 @@ pub async fn launch<R: ClusterRunnable>(
     force: bool,
 ) -> Result<Launched, ClusterError> {
     let name = runnable.name().to_string();
+    let secrets = secret_values(&runnable.secrets())?;
     let orch = cluster.orchestrator();
     let home = orch.check("printf %s \"$HOME\"").await?;
     for h in &cluster.hosts {
@@ -214,12 +238,23 @@ pub async fn launch<R: ClusterRunnable>(
         shell_quote(&yaml)
     ))
     .await?;
+    // Secrets: a 0600 file on the orchestrator, written through stdin; a
+    // run without secrets leaves none behind from an earlier one.
+    let secrets_file = format!("{base}/secrets.json");
+    let secrets_flag = if secrets.is_empty() {
+        orch.check(&format!("rm -f {secrets_file}")).await?;
+        String::new()
+    } else {
+        let json = serde_json::to_vec(&secrets).unwrap_or_default();
+        orch.write_private(&secrets_file, &json).await?;
+        format!(" --secrets {secrets_file}")
+    };
     let force_flag = if force { " --force" } else { "" };
     // The driver as a script, so that `setsid` starts one command whose pid
     // is also its session's and process group's id.
     let script = format!(
         "#!/bin/sh\nexec \"$HOME/.flambe/bin/flambe\" runnable.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
-         --sync-host {orch_name} --site-port {SITE_PORT}{force_flag} > driver.log 2>&1\n",
+         --sync-host {orch_name} --site-port {SITE_PORT}{secrets_flag}{force_flag} > driver.log 2>&1\n",
         orch_name = orch.name()
     );
     orch.check(&format!(

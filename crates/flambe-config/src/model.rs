@@ -87,6 +87,28 @@ impl Experiment {
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.pipeline.iter().find(|s| s.name == name)
     }
+
+    /// The local environment variables its `!env` values read, each once.
+    pub fn secrets(&self) -> Vec<String> {
+        secret_names(
+            self.env
+                .iter()
+                .chain(self.pipeline.iter().flat_map(|s| &s.env)),
+        )
+    }
+}
+
+/// The variables `!env` reads among `vars`, in order, each once.
+pub fn secret_names<'a>(vars: impl Iterator<Item = &'a EnvVar>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for v in vars {
+        if let EnvValue::FromEnv(name) = &v.value
+            && !names.contains(name)
+        {
+            names.push(name.clone());
+        }
+    }
+    names
 }
 
 /// CPUs and GPUs a local run may use; `None` means "detect".
@@ -236,6 +258,11 @@ pub struct Script {
 }
 
 impl Script {
+    /// The local environment variables its `!env` values read, each once.
+    pub fn secrets(&self) -> Vec<String> {
+        secret_names(self.env.iter())
+    }
+
     /// The script as the engine runs it: an experiment of one stage (named
     /// after the script) with one trial and no retries, so that a script gets
     /// the same state, logs, resume, report site and cluster path as any

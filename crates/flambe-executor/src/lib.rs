@@ -74,6 +74,13 @@ pub struct JobSpec {
     /// folder (logs, metrics, `out/`) goes back to it when the job ends.
     #[serde(default)]
     pub sync_host: Option<String>,
+    /// Secret variables as (variable, key in `secrets_file`): whoever runs
+    /// the command reads the values there (on `sync_host` when set), so
+    /// that they never travel in a spec.
+    #[serde(default)]
+    pub secret_env: Vec<(String, String)>,
+    #[serde(default)]
+    pub secrets_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -417,6 +417,8 @@ mod tests {
             echo: false,
             inputs: Vec::new(),
             sync_host: None,
+            secret_env: Vec::new(),
+            secrets_file: None,
         }
     }
 

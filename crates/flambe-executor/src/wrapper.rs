@@ -118,8 +118,58 @@ async fn push_results(spec: &JobSpec, host: &str) -> Result<(), String> {
     rsync(&dir_arg(dir), &format!("{host}:{}", dir_arg(dir))).await
 }
 
+/// The secrets file's JSON map: read over ssh from the results host (never
+/// copied to this node's disk), or from this machine when it has no sync host.
+async fn read_secrets(
+    file: &std::path::Path,
+    sync_host: Option<&str>,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let text = match sync_host {
+        Some(host) => {
+            let home = std::env::var("HOME").unwrap_or_default();
+            let out = tokio::process::Command::new("ssh")
+                .args(["-F", &format!("{home}/.flambe/cluster/ssh_config"), host])
+                .arg(format!("cat {}", file.display()))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .map_err(|e| format!("cannot run ssh: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "cannot read {} on {host}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        None => std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+    };
+    serde_json::from_str(&text).map_err(|_| format!("{} is not a JSON map", file.display()))
+}
+
+/// Put the values of the spec's secret variables into its environment.
+async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), String> {
+    if spec.secret_env.is_empty() {
+        return Ok(());
+    }
+    let file = spec
+        .secrets_file
+        .clone()
+        .ok_or("the trial has secrets but no secrets file")?;
+    let values = read_secrets(&file, spec.sync_host.as_deref()).await?;
+    for (var, key) in std::mem::take(&mut spec.secret_env) {
+        let value = values
+            .get(&key)
+            .ok_or_else(|| format!("the secrets file has no `{key}`"))?;
+        spec.env.push((var, value.clone()));
+    }
+    Ok(())
+}
+
 /// Run the trial; returns the exit code the wrapper should exit with.
-pub async fn run_trial(spec: JobSpec) -> i32 {
+pub async fn run_trial(mut spec: JobSpec) -> i32 {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
         .trim()
@@ -137,6 +187,14 @@ pub async fn run_trial(spec: JobSpec) -> i32 {
             });
             return 1;
         }
+    }
+    if let Err(e) = resolve_secrets(&mut spec).await {
+        say(&Message::Outcome {
+            exited: None,
+            detail: format!("could not read the trial's secrets: {e}"),
+            timed_out: false,
+        });
+        return 1;
     }
     let sync = spec.sync_host.clone();
     let keep = spec.clone();
@@ -217,6 +275,8 @@ mod tests {
             echo: false,
             inputs: vec!["/tmp/in".into()],
             sync_host: Some("c_orchestrator".into()),
+            secret_env: vec![("TOKEN".into(), "API_TOKEN".into())],
+            secrets_file: Some("/home/u/.flambe/experiments/x/secrets.json".into()),
         };
         let back = decode_spec(&encode_spec(&spec)).unwrap();
         assert_eq!(back.command, spec.command);

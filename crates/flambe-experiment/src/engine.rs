@@ -55,6 +55,30 @@ pub struct RayTarget {
     /// orchestrator's name in `~/.flambe/cluster/ssh_config`); `None` when
     /// every node shares this machine's files.
     pub sync_host: Option<String>,
+    /// The experiment's secrets (`!env` values) as a JSON map in a 0600
+    /// file on `sync_host` (or here). Trials are told which keys to read
+    /// from it, never the values: Ray keeps and shows every job's spec.
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// Where the values of `!env NAME` come from.
+enum Secrets {
+    /// This process's environment (a local run): values go into the
+    /// trial's environment directly, in memory only.
+    Environment,
+    /// A secrets file whose keys were checked: trials get the keys and read
+    /// the values themselves (`flambe trial-run`).
+    File(PathBuf),
+    /// Ray without a secrets file: `!env` cannot reach trials.
+    Unavailable,
+}
+
+/// A trial's environment: plain values, and secrets to read where it runs.
+#[derive(Default)]
+struct TrialEnv {
+    values: Vec<(String, String)>,
+    /// (variable, key in the secrets file)
+    secret_refs: Vec<(String, String)>,
 }
 
 /// What happened, for whoever shows it.
@@ -126,6 +150,12 @@ pub enum EngineError {
     },
     #[error("`{name}: !env {var}` needs the environment variable `{var}`, which is not set")]
     UnsetSecret { name: String, var: String },
+    #[error(
+        "`{name}: !env {var}`: secrets reach Ray trials only through a cluster's secrets file (run with --cluster)"
+    )]
+    SecretWithoutFile { name: String, var: String },
+    #[error("the secrets file {path} cannot be read: {detail}")]
+    SecretsFile { path: PathBuf, detail: String },
     #[error("interrupted: {running} running trials were stopped")]
     Interrupted { dir: PathBuf, running: usize },
     #[error("{what}: {source}")]
@@ -167,7 +197,22 @@ pub async fn run_experiment(
     if opts.ray.is_none() {
         check_resources(exp, cpus, gpus)?;
     }
-    let base_env = resolve_env(&exp.env)?;
+    let secrets = match &opts.ray {
+        None => Secrets::Environment,
+        Some(RayTarget {
+            secrets_file: Some(path),
+            ..
+        }) => {
+            check_secrets_file(exp, path)?;
+            Secrets::File(path.clone())
+        }
+        Some(_) => Secrets::Unavailable,
+    };
+    let base_env = resolve_env(&exp.env, &secrets)?;
+    // Every stage's secrets are checked before any trial starts.
+    for stage in &exp.pipeline {
+        resolve_env(&stage.env, &secrets)?;
+    }
     let (store, resumed) = prepare(exp, &dir, opts.force, opts.restart)?;
     let on = match &opts.ray {
         Some(ray) => format!("Ray at {}", ray.address),
@@ -201,6 +246,7 @@ pub async fn run_experiment(
         events: rx,
         running: HashMap::new(),
         base_env,
+        secrets,
         echo: opts.echo,
         sync_host: opts.ray.as_ref().and_then(|r| r.sync_host.clone()),
         interrupt,
@@ -221,21 +267,50 @@ fn check_resources(exp: &Experiment, cpus: f64, gpus: u32) -> Result<()> {
     Ok(())
 }
 
-/// Literal values as written, `!env NAME` from this process's environment.
-fn resolve_env(vars: &[EnvVar]) -> Result<Vec<(String, String)>> {
-    vars.iter()
-        .map(|v| match &v.value {
-            EnvValue::Literal(s) => Ok((v.name.clone(), s.clone())),
-            EnvValue::FromEnv(var) => {
-                std::env::var(var)
-                    .map(|val| (v.name.clone(), val))
-                    .map_err(|_| EngineError::UnsetSecret {
-                        name: v.name.clone(),
-                        var: var.clone(),
-                    })
+/// Literal values as written; `!env NAME` from this process's environment
+/// or as a reference into the secrets file.
+fn resolve_env(vars: &[EnvVar], secrets: &Secrets) -> Result<TrialEnv> {
+    let mut env = TrialEnv::default();
+    for v in vars {
+        match (&v.value, secrets) {
+            (EnvValue::Literal(s), _) => env.values.push((v.name.clone(), s.clone())),
+            (EnvValue::FromEnv(var), Secrets::Environment) => {
+                let value = std::env::var(var).map_err(|_| EngineError::UnsetSecret {
+                    name: v.name.clone(),
+                    var: var.clone(),
+                })?;
+                env.values.push((v.name.clone(), value));
             }
-        })
-        .collect()
+            (EnvValue::FromEnv(var), Secrets::File(_)) => {
+                env.secret_refs.push((v.name.clone(), var.clone()))
+            }
+            (EnvValue::FromEnv(var), Secrets::Unavailable) => {
+                return Err(EngineError::SecretWithoutFile {
+                    name: v.name.clone(),
+                    var: var.clone(),
+                });
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// The secrets file holds every key the experiment reads (its values stay
+/// in this function).
+fn check_secrets_file(exp: &Experiment, path: &Path) -> Result<()> {
+    let fail = |detail: String| EngineError::SecretsFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let map: HashMap<String, String> =
+        serde_json::from_str(&text).map_err(|_| fail("not a JSON map of strings".into()))?;
+    for key in exp.secrets() {
+        if !map.contains_key(&key) {
+            return Err(fail(format!("it has no `{key}`")));
+        }
+    }
+    Ok(())
 }
 
 /// The config as recorded in the state, for change detection. `devices` is
@@ -384,7 +459,8 @@ struct Engine<'a> {
     executor: Box<dyn Executor>,
     events: mpsc::UnboundedReceiver<JobEvent>,
     running: HashMap<String, RunningTrial>,
-    base_env: Vec<(String, String)>,
+    base_env: TrialEnv,
+    secrets: Secrets,
     echo: bool,
     sync_host: Option<String>,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -582,8 +658,11 @@ impl Engine<'_> {
             ("FLAMBE_PARAMS".to_string(), params_json),
             ("FLAMBE_ATTEMPT".to_string(), attempt.to_string()),
         ];
-        env.extend(self.base_env.iter().cloned());
-        env.extend(resolve_env(&stage.env)?);
+        let stage_env = resolve_env(&stage.env, &self.secrets)?;
+        env.extend(self.base_env.values.iter().cloned());
+        env.extend(stage_env.values);
+        let mut secret_env = self.base_env.secret_refs.clone();
+        secret_env.extend(stage_env.secret_refs);
         let header = format!("=== flambe: {} attempt {attempt}: {command}\n", trial.id);
         for log in ["stdout.log", "stderr.log"] {
             append(&dir.join(log), &header)
@@ -609,6 +688,11 @@ impl Engine<'_> {
             echo: self.echo,
             inputs: self.ancestor_outputs(&trial),
             sync_host: self.sync_host.clone(),
+            secrets_file: match &self.secrets {
+                Secrets::File(path) if !secret_env.is_empty() => Some(path.clone()),
+                _ => None,
+            },
+            secret_env,
         });
         self.running.insert(
             trial.id.clone(),

@@ -40,3 +40,15 @@ fn trial_run(spec: &str) -> anyhow::Result<ExitCode> {
     let code = cluster::runtime()?.block_on(flambe_executor::wrapper::run_trial(spec));
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
+
+/// For commands that only print: end quietly when the reader goes away
+/// (`flambe x.yaml --dry-run | head`) instead of failing on a broken pipe.
+/// Not for commands that talk to hosts or serve: those keep Rust's default
+/// (a closed pipe or socket is an error they handle).
+pub fn quit_on_closed_stdout() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any
+    // thread or child exists; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

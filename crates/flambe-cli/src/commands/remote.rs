@@ -21,6 +21,8 @@ pub fn run<R: ClusterRunnable>(
     force: bool,
     finish: Finish,
 ) -> anyhow::Result<ExitCode> {
+    // Secrets are read now, before anything changes anywhere.
+    flambe_cluster::remote::secret_values(&runnable.secrets())?;
     super::cluster::runtime()?.block_on(async {
         let t0 = Instant::now();
         eprintln!("Cluster `{}`: bringing it up…", cfg.name);

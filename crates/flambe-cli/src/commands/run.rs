@@ -41,6 +41,7 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     }
     if args.dry_run {
+        super::quit_on_closed_stdout();
         print_dry_run(&config, cluster.as_ref());
         return Ok(ExitCode::SUCCESS);
     }
@@ -118,6 +119,7 @@ fn run_here(
                 .to_string(),
             max_in_flight: 64,
             sync_host: args.sync_host.clone(),
+            secrets_file: args.secrets.clone(),
         }),
         None => None,
     };
@@ -189,6 +191,9 @@ fn run_here(
         )),
         Err(err @ EngineError::Resources { .. }) => Err(anyhow!(
             "{err}\nhint: lower the stage's `cpus`/`gpus`, or tell flambe what this machine has with --cpus N / --gpus N (or `devices:` in the experiment)"
+        )),
+        Err(err @ EngineError::SecretWithoutFile { .. }) => Err(anyhow!(
+            "{err}\nhint: run it with `--cluster cluster.yaml`, or here without --ray-address"
         )),
         Err(err @ EngineError::UnsetSecret { .. }) => Err(anyhow!(
             "{err}\nhint: export it in this shell, then run `{rerun}` again"
@@ -324,10 +329,29 @@ fn print_runnable(config: &ConfigFile) {
             );
             println!("  run: {}", s.run);
             println!("  {} each", resources_text(s.cpus, s.gpus));
+            print_env("  ", &s.env);
         }
         Runnable::SshCluster(c) => print_ssh_cluster(c),
         Runnable::AwsCluster(c) => print_aws_cluster(c),
     }
+}
+
+/// The environment a runnable sets; secrets masked (their values are never
+/// even read by a dry run).
+fn print_env(indent: &str, vars: &[flambe_config::EnvVar]) {
+    if vars.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = vars
+        .iter()
+        .map(|v| match &v.value {
+            flambe_config::EnvValue::Literal(s) => format!("{}={s}", v.name),
+            flambe_config::EnvValue::FromEnv(var) => {
+                format!("{}=****** (secret, from ${var})", v.name)
+            }
+        })
+        .collect();
+    println!("{indent}env: {}", shown.join(", "));
 }
 
 fn plural(n: u64, what: &str) -> String {
@@ -358,6 +382,7 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
         exp.save_path.join(&exp.name).display()
     );
     println!("  seed {} · max_failures {}", exp.seed, exp.max_failures);
+    print_env("  ", &exp.env);
     let total: u64 = plan.stages.iter().map(|s| s.trials).sum();
     for (stage, sp) in exp.pipeline.iter().zip(&plan.stages) {
         let origin = match sp.parents {
@@ -385,6 +410,7 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
             println!("  metric {metric} ({mode}), {keeps}");
         }
         println!("  run: {}", stage.run);
+        print_env("  ", &stage.env);
         let label = if sp.parents.is_none() {
             "trials"
         } else {

@@ -24,3 +24,28 @@ pub fn try_get(url: &str, path: &str) -> Option<(u16, Vec<u8>)> {
 pub fn get(url: &str, path: &str) -> (u16, Vec<u8>) {
     try_get(url, path).unwrap_or_else(|| panic!("nothing answered GET {path} at {url}"))
 }
+
+// Not every test file that includes this module uses it.
+#[allow(dead_code)]
+/// Every file under `root` whose bytes contain `needle`.
+pub fn files_containing(root: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file()
+                && std::fs::read(&path)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
