@@ -43,6 +43,11 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
     /usr/bin/python3 -m venv "$TOOLS/ray"
     "$TOOLS/ray/bin/pip" install -q --disable-pip-version-check 'ray[default]==2.60.0'
   fi
+  # A wheel folder for hosts without network: pip builds extension folders
+  # in isolation, so it needs setuptools and wheel from somewhere.
+  if [ ! -f "$TOOLS/wheels/setuptools-75.8.0-py3-none-any.whl" ] || [ ! -f "$TOOLS/wheels/wheel-0.45.1-py3-none-any.whl" ]; then
+    "$TOOLS/venv/bin/pip" download -q --disable-pip-version-check --no-deps --dest "$TOOLS/wheels" 'setuptools==75.8.0' 'wheel==0.45.1'
+  fi
   # playwright-core drives Debian's chromium in the report site's browser test.
   if [ ! -d "$TOOLS/node/node_modules/playwright-core" ]; then
     mkdir -p "$TOOLS/node"

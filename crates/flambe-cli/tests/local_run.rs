@@ -658,3 +658,137 @@ fn a_secret_reaches_trials_and_is_written_and_printed_nowhere() {
         Vec::<PathBuf>::new()
     );
 }
+
+/// The wheel folder `scripts/test.sh` fills (setuptools and wheel for
+/// isolated builds), or None (with a SKIPPED line, a failure under CI).
+fn test_wheels(test: &str) -> Option<PathBuf> {
+    let tools =
+        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let wheels = PathBuf::from(tools).join("wheels");
+    if wheels.join("setuptools-75.8.0-py3-none-any.whl").exists() {
+        return Some(wheels);
+    }
+    let why = format!(
+        "{test}: needs {} (scripts/test.sh fills it)",
+        wheels.display()
+    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("SKIPPED {why}");
+    None
+}
+
+/// A local package folder `my_models` whose module says `MARK`.
+fn write_package(dir: &Path, name: &str, mark: &str) {
+    std::fs::create_dir_all(dir.join(name)).unwrap();
+    std::fs::write(
+        dir.join(name).join("setup.py"),
+        format!("from setuptools import setup\nsetup(name=\"{name}\", version=\"0.3\", py_modules=[\"{name}\"])\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(name).join(format!("{name}.py")),
+        format!("MARK = \"{mark}\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn extensions_are_installed_into_the_trials_environment_here() {
+    let Some(wheels) = test_wheels("extensions_are_installed_into_the_trials_environment_here")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_package(dir.path(), "my_models", "v1");
+    let config = dir.path().join("exp.yaml");
+    std::fs::write(
+        &config,
+        "my_models: ./my_models\n---\n!Experiment\nname: ext\nsave_path: ./runs\npipeline:\n  s: !Stage\n    run: |-\n      python -c \"import my_models, sys; print(my_models.MARK, sys.prefix)\" > {out}/seen\n",
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    // pip without network: an index nowhere, setuptools and wheel from the folder.
+    let run = |extra: &[&str]| {
+        let out = flambe()
+            .arg(&config)
+            .args(["--no-site", "--cpus", "2"])
+            .args(extra)
+            .env("FLAMBE_HOME", &home)
+            .env("PIP_NO_INDEX", "1")
+            .env("PIP_FIND_LINKS", &wheels)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let seen =
+        || std::fs::read_to_string(dir.path().join("runs/ext/trials/s-000/out/seen")).unwrap();
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Extensions: installed"), "{text}");
+    let first = seen();
+    assert!(
+        first.starts_with(&format!("v1 {}", home.join("envs").display())),
+        "the trial's python is the extensions' venv: {first}"
+    );
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/ext/extensions.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        record["installed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "my_models" && p["version"] == "0.3"),
+        "{record}"
+    );
+    assert!(
+        !dir.path().join("my_models/build").exists(),
+        "the user's folder is left alone"
+    );
+
+    // Unchanged: nothing installed.
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("up to date, nothing installed"), "{text}");
+
+    // One file changed: another environment, and the rerun must be asked for.
+    write_package(dir.path(), "my_models", "v2");
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("changed: extensions"), "{text}");
+    let (code, text) = run(&["--force"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(seen().starts_with("v2 "), "{}", seen());
+    let envs = std::fs::read_dir(home.join("envs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join(".ready").exists())
+        .count();
+    assert_eq!(envs, 2, "the first environment is kept for the first set");
+
+    // A broken extension stops the run before any trial, naming it.
+    std::fs::create_dir(dir.path().join("broken")).unwrap();
+    std::fs::write(
+        dir.path().join("broken/setup.py"),
+        "raise SystemExit('broken on purpose')\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        "broken: ./broken\n---\n!Experiment\nname: bad\nsave_path: ./runs\npipeline:\n  s: !Stage\n    run: echo never\n",
+    )
+    .unwrap();
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("extension `broken` failed to install here"),
+        "{text}"
+    );
+    assert!(text.contains("broken on purpose"), "{text}");
+    assert!(!dir.path().join("runs/bad").exists(), "no trial started");
+}

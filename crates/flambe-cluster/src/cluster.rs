@@ -46,6 +46,10 @@ pub enum ClusterError {
         "`!env {0}` reads the environment variable `{0}`, which is not set in this shell; nothing was sent to the cluster\nhint: export {0}=… (its value goes only to a 0600 file on the orchestrator), then run the same command again"
     )]
     UnsetSecret(String),
+    #[error("extensions failed to install on {} host(s); no trial was started:\n{}\nhint: fix the extension (try `pip install` of it on that host), then run the same command again", .failures.len(), .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n"))]
+    Extensions {
+        failures: Vec<crate::extensions::InstallFailure>,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,

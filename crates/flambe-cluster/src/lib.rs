@@ -17,6 +17,7 @@
 //! - [`cluster`]: a known cluster connected, and status / exec / down.
 
 pub mod cluster;
+pub mod extensions;
 pub mod home;
 pub mod host;
 pub mod plan;

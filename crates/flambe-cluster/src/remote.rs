@@ -19,7 +19,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::host::{Host, HostError, shell_quote};
 use crate::ray::{DASHBOARD_PORT, ray_env};
 use crate::sync::{rsync_down, rsync_up};
-use flambe_config::{Experiment, Resource, ResourceLocation, Script};
+use flambe_config::{Experiment, Extension, Resource, ResourceLocation, Script};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +45,8 @@ pub struct Launched {
     pub results: String,
     /// False when that experiment was already running: this call attached.
     pub started: bool,
+    /// The extensions' environment, when there are extensions.
+    pub extensions: Option<crate::extensions::Prepared>,
 }
 
 fn other(host: &Host, detail: String) -> ClusterError {
@@ -113,9 +115,10 @@ pub trait ClusterRunnable: Clone + Send + Sync {
     fn setup(
         &self,
         cluster: &Cluster,
+        extensions: &[Extension],
         force: bool,
     ) -> impl std::future::Future<Output = Result<Launched, ClusterError>> + Send {
-        launch(cluster, self, force)
+        launch(cluster, self, extensions, force)
     }
 }
 
@@ -173,6 +176,7 @@ pub fn secret_values(names: &[String]) -> Result<BTreeMap<String, String>, Clust
 pub async fn launch<R: ClusterRunnable>(
     cluster: &Cluster,
     runnable: &R,
+    extensions: &[Extension],
     force: bool,
 ) -> Result<Launched, ClusterError> {
     let name = runnable.name().to_string();
@@ -198,6 +202,7 @@ pub async fn launch<R: ClusterRunnable>(
                 name: name.clone(),
                 results,
                 started: false,
+                extensions: None,
             });
         }
         if !force {
@@ -232,7 +237,19 @@ pub async fn launch<R: ClusterRunnable>(
             }
         }
     }
-    let yaml = shipped.to_yaml();
+    // Extensions: on every host before anything starts; the shipped config
+    // names their uploaded folders.
+    let (yaml, python) = if extensions.is_empty() {
+        (shipped.to_yaml(), None)
+    } else {
+        let prepared = crate::extensions::prepare(cluster, extensions, &home).await?;
+        let yaml = format!(
+            "{}{}",
+            flambe_config::emit::extensions_yaml(&prepared.remote),
+            shipped.to_yaml()
+        );
+        (yaml, Some(prepared))
+    };
     orch.check(&format!(
         "mkdir -p {base} && printf '%s' {} > {base}/runnable.yaml",
         shell_quote(&yaml)
@@ -291,6 +308,7 @@ pub async fn launch<R: ClusterRunnable>(
         name: name.clone(),
         results,
         started: true,
+        extensions: python,
     })
 }
 

@@ -32,6 +32,20 @@ pub fn experiment_yaml(exp: &Experiment) -> String {
     y
 }
 
+/// The extensions document (first of the file, untagged), with its `---`.
+pub fn extensions_yaml(extensions: &[Extension]) -> String {
+    let mut y = String::new();
+    for e in extensions {
+        let spec = match &e.source {
+            ExtensionSource::LocalFolder(p) => p.display().to_string(),
+            ExtensionSource::Pip(s) | ExtensionSource::Git(s) => s.clone(),
+        };
+        let _ = writeln!(y, "{}: {}", q(&e.name), q(&spec));
+    }
+    y.push_str("---\n");
+    y
+}
+
 pub fn script_yaml(script: &Script) -> String {
     let mut y = String::from("!Script\n");
     let _ = writeln!(y, "name: {}", q(&script.name));

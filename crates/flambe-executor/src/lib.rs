@@ -17,6 +17,7 @@
 
 pub mod local;
 pub mod metrics;
+pub mod pyenv;
 pub mod ray;
 pub mod wrapper;
 
@@ -81,6 +82,10 @@ pub struct JobSpec {
     pub secret_env: Vec<(String, String)>,
     #[serde(default)]
     pub secrets_file: Option<PathBuf>,
+    /// Put first on the job's PATH (the extensions' venv `bin`), on the
+    /// machine where it runs.
+    #[serde(default)]
+    pub path_prefix: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

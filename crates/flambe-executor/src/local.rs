@@ -178,6 +178,10 @@ async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<Child> {
         let devices: Vec<String> = gpus.iter().map(u32::to_string).collect();
         cmd.env("CUDA_VISIBLE_DEVICES", devices.join(","));
     }
+    if let Some(prefix) = &spec.path_prefix {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", prefix.display()));
+    }
     cmd.arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.cwd)
@@ -419,6 +423,7 @@ mod tests {
             sync_host: None,
             secret_env: Vec::new(),
             secrets_file: None,
+            path_prefix: None,
         }
     }
 

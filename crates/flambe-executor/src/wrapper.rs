@@ -168,6 +168,27 @@ async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// PATH without what Ray's own environment put there (`~/.flambe/ray`):
+/// a trial on a factory finds the same `python` a local trial would.
+fn path_without_ray(path: &str) -> String {
+    path.split(':')
+        .filter(|p| !p.contains("/.flambe/ray"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Give this process (and so the trial) the environment of a plain login:
+/// Ray's venv off PATH. Call before any thread starts.
+pub fn leave_ray_environment() {
+    let path = path_without_ray(&std::env::var("PATH").unwrap_or_default());
+    // SAFETY: called first thing in `flambe trial-run`, before the async
+    // runtime or any other thread exists.
+    unsafe {
+        std::env::set_var("PATH", path);
+        std::env::remove_var("VIRTUAL_ENV");
+    }
+}
+
 /// Run the trial; returns the exit code the wrapper should exit with.
 pub async fn run_trial(mut spec: JobSpec) -> i32 {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -277,6 +298,7 @@ mod tests {
             sync_host: Some("c_orchestrator".into()),
             secret_env: vec![("TOKEN".into(), "API_TOKEN".into())],
             secrets_file: Some("/home/u/.flambe/experiments/x/secrets.json".into()),
+            path_prefix: Some("/home/u/.flambe/envs/0123/bin".into()),
         };
         let back = decode_spec(&encode_spec(&spec)).unwrap();
         assert_eq!(back.command, spec.command);

@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub gpus: Option<u32>,
     /// Report every output line of every trial.
     pub echo: bool,
+    /// The extensions' Python environment, ready on every machine trials
+    /// run on (same path): first on their PATH, recorded with the results,
+    /// and part of the config (other extensions make another experiment).
+    pub python: Option<flambe_executor::pyenv::PythonEnv>,
     /// Run trials on a Ray cluster instead of here.
     pub ray: Option<RayTarget>,
 }
@@ -208,12 +212,23 @@ pub async fn run_experiment(
         }
         Some(_) => Secrets::Unavailable,
     };
-    let base_env = resolve_env(&exp.env, &secrets)?;
+    let mut base_env = resolve_env(&exp.env, &secrets)?;
+    if let Some(py) = &opts.python {
+        base_env.values.extend(py.trial_env());
+    }
     // Every stage's secrets are checked before any trial starts.
     for stage in &exp.pipeline {
         resolve_env(&stage.env, &secrets)?;
     }
-    let (store, resumed) = prepare(exp, &dir, opts.force, opts.restart)?;
+    let (store, resumed) = prepare(exp, &dir, opts)?;
+    if let Some(py) = &opts.python {
+        let path = dir.join("extensions.json");
+        let text = serde_json::to_string_pretty(&py.record()).unwrap_or_default();
+        std::fs::write(&path, text).map_err(|source| EngineError::Io {
+            what: format!("cannot write {}", path.display()),
+            source,
+        })?;
+    }
     let on = match &opts.ray {
         Some(ray) => format!("Ray at {}", ray.address),
         None => format!("this machine ({cpus} CPUs, {gpus} GPUs)"),
@@ -247,6 +262,7 @@ pub async fn run_experiment(
         running: HashMap::new(),
         base_env,
         secrets,
+        python_bin: opts.python.as_ref().map(|p| p.bin()),
         echo: opts.echo,
         sync_host: opts.ray.as_ref().and_then(|r| r.sync_host.clone()),
         interrupt,
@@ -315,17 +331,22 @@ fn check_secrets_file(exp: &Experiment, path: &Path) -> Result<()> {
 
 /// The config as recorded in the state, for change detection. `devices` is
 /// left out: it says where to run, not what.
-fn fingerprint(exp: &Experiment) -> serde_json::Value {
+fn fingerprint(exp: &Experiment, opts: &RunOptions) -> serde_json::Value {
     let mut exp = exp.clone();
     exp.devices = Default::default();
-    serde_json::to_value(&exp).unwrap_or_default()
+    let mut value = serde_json::to_value(&exp).unwrap_or_default();
+    if let (Some(py), Some(map)) = (&opts.python, value.as_object_mut()) {
+        map.insert("extensions".into(), serde_json::json!(py.key));
+    }
+    value
 }
 
 /// Open (or create) the results folder and its store; refuse a changed
 /// config unless `force`, which moves the old folder aside.
-fn prepare(exp: &Experiment, dir: &Path, force: bool, restart: bool) -> Result<(Store, bool)> {
+fn prepare(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<(Store, bool)> {
+    let (force, restart) = (opts.force, opts.restart);
     let db = dir.join("state.db");
-    let config = fingerprint(exp);
+    let config = fingerprint(exp, opts);
     let state_err = |source| EngineError::State {
         path: db.clone(),
         source,
@@ -461,6 +482,8 @@ struct Engine<'a> {
     running: HashMap<String, RunningTrial>,
     base_env: TrialEnv,
     secrets: Secrets,
+    /// The extensions' venv `bin`, first on every trial's PATH.
+    python_bin: Option<PathBuf>,
     echo: bool,
     sync_host: Option<String>,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -693,6 +716,7 @@ impl Engine<'_> {
                 _ => None,
             },
             secret_env,
+            path_prefix: self.python_bin.clone(),
         });
         self.running.insert(
             trial.id.clone(),

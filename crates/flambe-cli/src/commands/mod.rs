@@ -37,6 +37,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 fn trial_run(spec: &str) -> anyhow::Result<ExitCode> {
     let spec = flambe_executor::wrapper::decode_spec(spec)
         .map_err(|e| anyhow::anyhow!("bad trial spec: {e}"))?;
+    flambe_executor::wrapper::leave_ray_environment();
     let code = cluster::runtime()?.block_on(flambe_executor::wrapper::run_trial(spec));
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

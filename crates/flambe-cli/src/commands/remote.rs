@@ -5,7 +5,7 @@ use crate::progress::RemoteProgress;
 use anyhow::{Context, bail};
 use flambe_cluster::remote::{ClusterRunnable, SITE_PORT, pull};
 use flambe_cluster::{Cluster, up};
-use flambe_config::{Experiment, Runnable, SshCluster, load_file};
+use flambe_config::{Experiment, Extension, Runnable, SshCluster, load_file};
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 /// script, as an experiment of one trial), follow it.
 pub fn run<R: ClusterRunnable>(
     runnable: &R,
+    extensions: &[Extension],
     exp: &Experiment,
     cfg: &SshCluster,
     cluster_file: &Path,
@@ -41,7 +42,18 @@ pub fn run<R: ClusterRunnable>(
             ray.nodes,
             t1.elapsed().as_secs_f64()
         );
-        let launched = runnable.setup(&cluster, force).await?;
+        let launched = runnable.setup(&cluster, extensions, force).await?;
+        if let Some(ext) = &launched.extensions {
+            eprintln!(
+                "Extensions: environment {} {}",
+                ext.key,
+                if ext.installed_on.is_empty() {
+                    "up to date on every host, nothing installed".to_string()
+                } else {
+                    format!("installed on {}", ext.installed_on.join(", "))
+                }
+            );
+        }
         if launched.started {
             eprintln!(
                 "Experiment `{}` started on the orchestrator ({})",

@@ -8,7 +8,6 @@ use flambe_experiment::{
     EngineError, ExperimentPlan, RayTarget, Report, RunOptions, render_value, run_experiment,
     trial_id,
 };
-use std::path::Path;
 use std::process::ExitCode;
 
 /// Trials listed per stage in a dry run before the rest is summed up.
@@ -47,11 +46,11 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     }
     match (&config.runnable, &cluster) {
         (Runnable::Experiment(exp), None) => {
-            run_here(exp, &file, &args, verbose, Finish::RankedTable)
+            run_here(exp, &config, &args, verbose, Finish::RankedTable)
         }
         (Runnable::Script(script), None) => run_here(
             &script.as_experiment(),
-            &file,
+            &config,
             &args,
             verbose,
             Finish::ScriptOutput,
@@ -64,7 +63,15 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
                 path,
                 ..
             }),
-        ) => super::remote::run(exp, exp, c, path, args.force, Finish::RankedTable),
+        ) => super::remote::run(
+            exp,
+            &config.extensions,
+            exp,
+            c,
+            path,
+            args.force,
+            Finish::RankedTable,
+        ),
         (
             Runnable::Script(script),
             Some(ConfigFile {
@@ -74,6 +81,7 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             }),
         ) => super::remote::run(
             script,
+            &config.extensions,
             &script.as_experiment(),
             c,
             path,
@@ -93,6 +101,33 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The extensions' environment on this machine (made or found), or none
+/// without extensions. Runs before any trial: a failed install stops here.
+fn python_env(config: &ConfigFile) -> anyhow::Result<Option<flambe_executor::pyenv::PythonEnv>> {
+    if config.extensions.is_empty() {
+        return Ok(None);
+    }
+    let packages = flambe_cluster::extensions::packages(&config.extensions);
+    let envs = flambe_cluster::home::flambe_home().join("envs");
+    eprintln!(
+        "Extensions: preparing their environment in {}…",
+        envs.display()
+    );
+    let env = flambe_executor::pyenv::ensure_here(&envs, &packages).map_err(|e| {
+        anyhow!("{e}\nhint: fix the extension (try `pip install` of it by hand), then run the same command again; no trial was started")
+    })?;
+    eprintln!(
+        "Extensions: {} ({})",
+        if env.installed {
+            "installed"
+        } else {
+            "up to date, nothing installed"
+        },
+        env.dir.display()
+    );
+    Ok(Some(env))
+}
+
 /// What a run prints when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
@@ -105,11 +140,13 @@ pub enum Finish {
 
 fn run_here(
     exp: &Experiment,
-    file: &Path,
+    config: &ConfigFile,
     args: &RunArgs,
     verbose: u8,
     finish: Finish,
 ) -> anyhow::Result<ExitCode> {
+    let file = config.path.as_path();
+    let python = python_env(config)?;
     let ray = match &args.ray_address {
         Some(address) => Some(RayTarget {
             address: address.clone(),
@@ -126,6 +163,7 @@ fn run_here(
     let opts = RunOptions {
         force: args.force,
         restart: args.force && finish == Finish::ScriptOutput,
+        python,
         cpus: args.cpus,
         gpus: args.gpus,
         echo: verbose > 0,
