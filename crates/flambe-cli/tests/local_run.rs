@@ -744,7 +744,10 @@ fn extensions_are_installed_into_the_trials_environment_here() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| p["name"] == "my_models" && p["version"] == "0.3"),
+            .any(
+                |p| p["name"].as_str().map(|n| n.replace('-', "_")).as_deref() == Some("my_models")
+                    && p["version"] == "0.3"
+            ),
         "{record}"
     );
     assert!(
