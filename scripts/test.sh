@@ -43,6 +43,12 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
     /usr/bin/python3 -m venv "$TOOLS/ray"
     "$TOOLS/ray/bin/pip" install -q --disable-pip-version-check 'ray[default]==2.60.0'
   fi
+  # moto: a local AWS (EC2, CloudWatch) for the !AWSCluster tests; its boto3
+  # is the tests' second opinion on what flambe created.
+  if ! "$TOOLS/moto/bin/python" -c 'import moto, boto3; assert moto.__version__ == "5.2.5"' 2>/dev/null; then
+    /usr/bin/python3 -m venv "$TOOLS/moto"
+    "$TOOLS/moto/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.2.5'
+  fi
   # A wheel folder for hosts without network: pip builds extension folders
   # in isolation, so it needs setuptools and wheel from somewhere.
   if [ ! -f "$TOOLS/wheels/setuptools-75.8.0-py3-none-any.whl" ] || [ ! -f "$TOOLS/wheels/wheel-0.45.1-py3-none-any.whl" ]; then

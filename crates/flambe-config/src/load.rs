@@ -1021,6 +1021,13 @@ impl Cx<'_> {
                                 "hours of idle CPU before shutdown (0 or more), or -1 for never",
                             ));
                     }
+                    // CloudWatch alarms look back at most 7 days.
+                    if h > 168.0 {
+                        return Err(self
+                            .err(n, format!("`{key}: {h}` hours is longer than a CloudWatch alarm can watch"))
+                            .expected("at most 168 hours (7 days), or -1 for no automatic shutdown")
+                            .hint("idle shutdown is a CloudWatch alarm on the instance's CPU, and alarms look back at most 7 days"));
+                    }
                     Ok(h)
                 }
             }

@@ -3,7 +3,7 @@
 use crate::cli::ClusterCommand;
 use anyhow::{Context, bail};
 use flambe_cluster::{Cluster, ClusterError, HostStatus, UpReport};
-use flambe_config::SshCluster;
+use flambe_config::{AwsCluster, SshCluster};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -25,6 +25,36 @@ pub fn up_ssh(cfg: &SshCluster) -> anyhow::Result<ExitCode> {
     let report = runtime()?.block_on(flambe_cluster::up(cfg))?;
     print_up(&report);
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn up_aws(cfg: &AwsCluster) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "Bringing up AWS cluster `{}` (1 orchestrator + {} factories)…",
+        cfg.name, cfg.factories_num
+    );
+    let report = runtime()?.block_on(flambe_aws::up(cfg))?;
+    eprintln!("{}", aws_summary(&report));
+    print_up(&report.ssh);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line on what happened to the instances.
+pub fn aws_summary(r: &flambe_aws::AwsUp) -> String {
+    let list = |ids: &[String]| {
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    };
+    format!(
+        "Instances: created {}; started {}; reused {}; terminated {}. Idle alarms: {}.",
+        list(&r.created),
+        list(&r.started),
+        list(&r.reused),
+        list(&r.terminated),
+        r.alarms
+    )
 }
 
 fn print_up(r: &UpReport) {
@@ -122,6 +152,19 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             host,
             delete,
         } => rt.block_on(rsync(&name, &src, &dest, host.as_deref(), delete)),
+        ClusterCommand::Down { name } if flambe_aws::provider::is_aws_cluster(&name) => {
+            let down = rt.block_on(flambe_aws::down(&name))?;
+            println!(
+                "Cluster `{name}` is down: terminated {}; deleted {} alarms; local state (cluster key included) removed.",
+                if down.terminated.is_empty() {
+                    "no instance (none was left)".to_string()
+                } else {
+                    down.terminated.join(", ")
+                },
+                down.alarms.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ClusterCommand::Down { name } => {
             let (_, state) = flambe_cluster::cluster::load_state(&name)?;
             if state.provider != "ssh" {

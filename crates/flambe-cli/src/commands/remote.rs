@@ -3,9 +3,9 @@
 use super::run::Finish;
 use crate::progress::RemoteProgress;
 use anyhow::{Context, bail};
+use flambe_cluster::Cluster;
 use flambe_cluster::remote::{ClusterRunnable, SITE_PORT, pull};
-use flambe_cluster::{Cluster, up};
-use flambe_config::{Experiment, Extension, Runnable, SshCluster, load_file};
+use flambe_config::{AwsCluster, Experiment, Extension, Runnable, SshCluster, load_file};
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ pub fn run<R: ClusterRunnable>(
     runnable: &R,
     extensions: &[Extension],
     exp: &Experiment,
-    cfg: &SshCluster,
+    cfg: ClusterConfig<'_>,
     cluster_file: &Path,
     force: bool,
     finish: Finish,
@@ -26,9 +26,9 @@ pub fn run<R: ClusterRunnable>(
     flambe_cluster::remote::secret_values(&runnable.secrets())?;
     super::cluster::runtime()?.block_on(async {
         let t0 = Instant::now();
-        eprintln!("Cluster `{}`: bringing it up…", cfg.name);
-        up(cfg).await?;
-        let cluster = Cluster::open(&cfg.name).await?;
+        eprintln!("Cluster `{}`: bringing it up…", cfg.name());
+        cfg.up().await?;
+        let cluster = Cluster::open(cfg.name()).await?;
         let t1 = Instant::now();
         eprintln!(
             "Cluster ready in {:.1}s; starting Ray {}…",
@@ -216,11 +216,43 @@ fn ended(name: &str, status: &str, cluster_file: &str) -> ExitCode {
     }
 }
 
-fn ssh_cluster(path: &Path) -> anyhow::Result<SshCluster> {
+/// The cluster a run goes to: machines the user has, or EC2 instances.
+#[derive(Clone, Copy)]
+pub enum ClusterConfig<'a> {
+    Ssh(&'a SshCluster),
+    Aws(&'a AwsCluster),
+}
+
+impl ClusterConfig<'_> {
+    fn name(&self) -> &str {
+        match self {
+            ClusterConfig::Ssh(c) => &c.name,
+            ClusterConfig::Aws(c) => &c.name,
+        }
+    }
+
+    /// Create or reuse it (idempotent): for AWS, instances first.
+    async fn up(&self) -> anyhow::Result<()> {
+        match self {
+            ClusterConfig::Ssh(c) => {
+                flambe_cluster::up(c).await?;
+            }
+            ClusterConfig::Aws(c) => {
+                let report = flambe_aws::up(c).await?;
+                eprintln!("{}", super::cluster::aws_summary(&report));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of the cluster a cluster file describes.
+fn cluster_name(path: &Path) -> anyhow::Result<String> {
     match load_file(path)?.runnable {
-        Runnable::SshCluster(c) => Ok(c),
+        Runnable::SshCluster(c) => Ok(c.name),
+        Runnable::AwsCluster(c) => Ok(c.name),
         other => bail!(
-            "{} holds a {}, not an !SSHCluster",
+            "{} holds a {}, not a cluster (!SSHCluster or !AWSCluster)",
             path.display(),
             other.tag()
         ),
@@ -229,9 +261,9 @@ fn ssh_cluster(path: &Path) -> anyhow::Result<SshCluster> {
 
 /// `flambe attach NAME --cluster C`
 pub fn attach(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
-    let cfg = ssh_cluster(cluster_file)?;
+    let cluster_name = cluster_name(cluster_file)?;
     super::cluster::runtime()?.block_on(async {
-        let cluster = Cluster::open_orchestrator(&cfg.name).await?;
+        let cluster = Cluster::open_orchestrator(&cluster_name).await?;
         let cluster_file = cluster_file.display().to_string();
         let status = follow(&cluster, name, &cluster_file).await;
         cluster.close().await;
@@ -248,10 +280,10 @@ pub fn pull_results(
     cluster_file: &Path,
     to: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = ssh_cluster(cluster_file)?;
+    let cluster_name = cluster_name(cluster_file)?;
     let dest = to.map_or_else(|| Path::new(name).to_path_buf(), Path::to_path_buf);
     super::cluster::runtime()?.block_on(async {
-        let cluster = Cluster::open_orchestrator(&cfg.name).await?;
+        let cluster = Cluster::open_orchestrator(&cluster_name).await?;
         let r = pull(&cluster, name, &dest)
             .await
             .context("pulling the results");
@@ -270,9 +302,9 @@ const SITE_ONLY_PORT: u16 = 8181;
 /// cluster, through a tunnel; its driver's site while it runs, otherwise a
 /// `flambe site` started on the orchestrator for as long as this runs.
 pub fn site(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
-    let cfg = ssh_cluster(cluster_file)?;
+    let cluster_name = cluster_name(cluster_file)?;
     super::cluster::runtime()?.block_on(async {
-        let cluster = Cluster::open_orchestrator(&cfg.name).await?;
+        let cluster = Cluster::open_orchestrator(&cluster_name).await?;
         let orch = cluster.orchestrator();
         let running = flambe_cluster::remote::running_driver(orch).await?;
         let (remote_port, started) = match running {
@@ -280,7 +312,7 @@ pub fn site(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
             _ => {
                 let results = format!(".flambe/experiments/{name}/runs/{name}");
                 if orch.run(&format!("test -f {results}/state.db")).await?.code != Some(0) {
-                    bail!("no experiment `{name}` on cluster `{}`", cfg.name);
+                    bail!("no experiment `{name}` on cluster `{cluster_name}`");
                 }
                 let pid = orch
                     .check(&format!(
@@ -293,7 +325,7 @@ pub fn site(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         orch.tunnel(port, "127.0.0.1", remote_port).await?;
         println!("Report site: http://127.0.0.1:{port}/");
-        eprintln!("Serving `{name}` from cluster `{}`; Ctrl-C to stop.", cfg.name);
+        eprintln!("Serving `{name}` from cluster `{cluster_name}`; Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
         if let Some(pid) = started {
             orch.run(&format!("kill {pid}")).await?;

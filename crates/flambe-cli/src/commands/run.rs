@@ -56,38 +56,36 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             Finish::ScriptOutput,
         ),
         (Runnable::SshCluster(c), None) => super::cluster::up_ssh(c),
-        (
-            Runnable::Experiment(exp),
-            Some(ConfigFile {
-                runnable: Runnable::SshCluster(c),
-                path,
-                ..
-            }),
-        ) => super::remote::run(
-            exp,
-            &config.extensions,
-            exp,
-            c,
-            path,
-            args.force,
-            Finish::RankedTable,
-        ),
-        (
-            Runnable::Script(script),
-            Some(ConfigFile {
-                runnable: Runnable::SshCluster(c),
-                path,
-                ..
-            }),
-        ) => super::remote::run(
-            script,
-            &config.extensions,
-            &script.as_experiment(),
-            c,
-            path,
-            args.force,
-            Finish::ScriptOutput,
-        ),
+        (Runnable::AwsCluster(c), None) => super::cluster::up_aws(c),
+        (runnable @ (Runnable::Experiment(_) | Runnable::Script(_)), Some(cluster_file)) => {
+            let target = match &cluster_file.runnable {
+                Runnable::SshCluster(c) => super::remote::ClusterConfig::Ssh(c),
+                Runnable::AwsCluster(c) => super::remote::ClusterConfig::Aws(c),
+                _ => unreachable!("checked above: --cluster holds a cluster"),
+            };
+            let (path, force) = (&cluster_file.path, args.force);
+            match runnable {
+                Runnable::Script(script) => super::remote::run(
+                    script,
+                    &config.extensions,
+                    &script.as_experiment(),
+                    target,
+                    path,
+                    force,
+                    Finish::ScriptOutput,
+                ),
+                Runnable::Experiment(exp) => super::remote::run(
+                    exp,
+                    &config.extensions,
+                    exp,
+                    target,
+                    path,
+                    force,
+                    Finish::RankedTable,
+                ),
+                _ => unreachable!("matched above"),
+            }
+        }
         (runnable, _) => bail!(
             "running a {}{} is not available in this build yet\nhint: `flambe {} --dry-run` validates the file and prints the plan",
             runnable.tag(),
