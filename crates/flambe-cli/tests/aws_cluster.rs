@@ -255,12 +255,27 @@ fn an_aws_cluster_is_created_reused_resized_and_taken_down() {
         assert_eq!(cpu["dimensions"][0]["Value"], instance);
     }
 
-    // Again: the same instances, nothing created.
+    // Every instance's idle clock was reset by the run (flambe's activity metric).
+    let mut ids: Vec<&str> = ours.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(moto.ask(&["activity"]), serde_json::json!(ids));
+
+    // Again, with a factory stopped meanwhile: it is started, nothing is created.
+    let factory_0 = ours
+        .iter()
+        .find(|i| i["tags"]["Name"] == "awsc_factory_0")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    moto.ask(&["stop", &factory_0]);
     let (code, text) = run();
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("Instances: created none"), "{text}");
+    assert!(text.contains(&format!("started {factory_0}")), "{text}");
     let again = moto.instances();
     assert_eq!(again.len(), 3, "no new RunInstances: {again:?}");
+    assert!(again.iter().all(|i| i["state"] == "running"), "{again:?}");
 
     // Three factories: one more (at the next address), three alarms.
     bed.add(4, &format!("10.213.{id}.7"));

@@ -32,6 +32,13 @@ elif command == "run":  # SUBNET CLUSTER CREATOR -> an instance tagged as theirs
             {"Key": "creator", "Value": args[2]}, {"Key": "Role", "Value": "factory"},
             {"Key": "Name", "Value": args[1] + "_factory_0"}]}])
     print(json.dumps({"id": out["Instances"][0]["InstanceId"]}))
+elif command == "stop":  # ID
+    ec2.stop_instances(InstanceIds=[args[0]])
+    print(json.dumps({"stopped": args[0]}))
+elif command == "activity":  # instance ids with flambe's activity metric
+    metrics = cw.list_metrics(Namespace="Flambe/Activity", MetricName="Runs")["Metrics"]
+    print(json.dumps(sorted({d["Value"] for m in metrics for d in m["Dimensions"]
+                             if d["Name"] == "InstanceId"})))
 elif command == "instances":  # every instance, any state, with what tests check
     rows = []
     for r in ec2.describe_instances()["Reservations"]:
