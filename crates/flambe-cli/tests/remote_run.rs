@@ -162,12 +162,23 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     let flambe = |args: &[&std::ffi::OsStr]| rc.flambe(args);
 
     let remote = experiment(dir.path(), "unused");
+    let started = std::time::Instant::now();
     let (code, text) = flambe(&[
         remote.as_os_str(),
         "--cluster".as_ref(),
         cluster.as_os_str(),
     ]);
     assert_eq!(code, Some(0), "{text}");
+    // Where the time went (shown with --nocapture; never asserted).
+    let phases: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" in ") && (l.contains("ready") || l.contains("Ray up")))
+        .collect();
+    println!(
+        "timings: {} | whole command {:.1}s",
+        phases.join(" | "),
+        started.elapsed().as_secs_f64()
+    );
     assert!(text.contains("Ray up with 3 nodes"), "{text}");
     assert!(text.contains("Experiment `remote` finished"), "{text}");
 
