@@ -677,21 +677,6 @@ fn test_wheels(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// A local package folder `my_models` whose module says `MARK`.
-fn write_package(dir: &Path, name: &str, mark: &str) {
-    std::fs::create_dir_all(dir.join(name)).unwrap();
-    std::fs::write(
-        dir.join(name).join("setup.py"),
-        format!("from setuptools import setup\nsetup(name=\"{name}\", version=\"0.3\", py_modules=[\"{name}\"])\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(name).join(format!("{name}.py")),
-        format!("MARK = \"{mark}\"\n"),
-    )
-    .unwrap();
-}
-
 #[test]
 fn extensions_are_installed_into_the_trials_environment_here() {
     let Some(wheels) = test_wheels("extensions_are_installed_into_the_trials_environment_here")
@@ -699,7 +684,7 @@ fn extensions_are_installed_into_the_trials_environment_here() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    write_package(dir.path(), "my_models", "v1");
+    common::write_package(dir.path(), "my_models", "v1");
     let config = dir.path().join("exp.yaml");
     std::fs::write(
         &config,
@@ -761,7 +746,7 @@ fn extensions_are_installed_into_the_trials_environment_here() {
     assert!(text.contains("up to date, nothing installed"), "{text}");
 
     // One file changed: another environment, and the rerun must be asked for.
-    write_package(dir.path(), "my_models", "v2");
+    common::write_package(dir.path(), "my_models", "v2");
     let (code, text) = run(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("changed: extensions"), "{text}");

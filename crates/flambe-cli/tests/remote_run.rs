@@ -577,21 +577,6 @@ fn trials_on_a_factory_cut_off_mid_stage_are_retried_on_the_other() {
     );
 }
 
-/// A package folder whose module says `MARK`.
-fn write_package(dir: &Path, name: &str, mark: &str) {
-    std::fs::create_dir_all(dir.join(name)).unwrap();
-    std::fs::write(
-        dir.join(name).join("setup.py"),
-        format!("from setuptools import setup\nsetup(name=\"{name}\", version=\"0.3\", py_modules=[\"{name}\"])\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(name).join(format!("{name}.py")),
-        format!("MARK = \"{mark}\"\n"),
-    )
-    .unwrap();
-}
-
 /// A pure-Python wheel `helper_pkg 1.0`, made by hand (a wheel is a zip).
 fn write_helper_wheel(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -648,7 +633,7 @@ fn extensions_are_installed_on_every_host_and_trials_use_them() {
             assert!(ok.success());
         }
     }
-    write_package(dir.path(), "my_models", "v1");
+    common::write_package(dir.path(), "my_models", "v1");
     let config = dir.path().join("exta.yaml");
     std::fs::write(
         &config,
@@ -729,7 +714,7 @@ fn extensions_are_installed_on_every_host_and_trials_use_them() {
     );
 
     // One file changed locally: installed again, and the trials see it.
-    write_package(dir.path(), "my_models", "v2");
+    common::write_package(dir.path(), "my_models", "v2");
     let forced = [args[0], args[1], args[2], "--force".as_ref()];
     let (code, text) = rc.flambe(&forced);
     assert_eq!(code, Some(0), "{text}");

@@ -49,3 +49,20 @@ pub fn files_containing(root: &std::path::Path, needle: &str) -> Vec<std::path::
     }
     found
 }
+
+/// A Python package folder `name` (setup.py, version 0.3) whose module
+/// says `MARK = "mark"`.
+#[allow(dead_code)]
+pub fn write_package(dir: &std::path::Path, name: &str, mark: &str) {
+    std::fs::create_dir_all(dir.join(name)).unwrap();
+    std::fs::write(
+        dir.join(name).join("setup.py"),
+        format!("from setuptools import setup\nsetup(name=\"{name}\", version=\"0.3\", py_modules=[\"{name}\"])\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(name).join(format!("{name}.py")),
+        format!("MARK = \"{mark}\"\n"),
+    )
+    .unwrap();
+}
