@@ -386,3 +386,92 @@ fn a_failed_bring_up_rolls_back_only_what_it_created() {
     assert!(text.contains("168"), "{text}");
     assert_eq!(moto.instances().len(), 5);
 }
+
+#[test]
+fn an_experiment_runs_on_an_aws_cluster() {
+    let test = "an_experiment_runs_on_an_aws_cluster";
+    if !available(test) {
+        return;
+    }
+    let ray = tools().join("ray");
+    if !ray.join("bin/ray").exists() {
+        let why = format!(
+            "needs Ray in {} (scripts/test.sh installs it)",
+            ray.display()
+        );
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: {why}"
+        );
+        eprintln!("SKIPPED {test}: {why}");
+        return;
+    }
+    let Some(moto) = Moto::start(test) else {
+        return;
+    };
+    let id = 132;
+    let net = moto.ask(&["network", &format!("10.213.{id}.0/24")]);
+    let mut bed = Testbed::up(id, 0);
+    for n in 1..=2 {
+        bed.add(n, &format!("10.213.{id}.{}", 3 + n));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let cluster = dir.path().join("aws.yaml");
+    // The hosts have no network: Ray is linked in from the test tools.
+    std::fs::write(
+        &cluster,
+        cluster_yaml(
+            "awsexp",
+            1,
+            &net,
+            &bed.key,
+            &bed.user,
+            &format!(
+                "setup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {} ~/.flambe/ray\n",
+                ray.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let exp = dir.path().join("exp.yaml");
+    std::fs::write(
+        &exp,
+        "!Experiment\nname: onaws\npipeline:\n  s: !Stage\n    run: |-\n      hostname -I | cut -d' ' -f1 > {out}/host; echo '{\"step\": 1, \"a\": {i}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [1, 2]\n    metric: a\n    mode: max\n",
+    )
+    .unwrap();
+    let (code, text) = moto.flambe(
+        &home,
+        &[exp.as_os_str(), "--cluster".as_ref(), cluster.as_os_str()],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Instances: created"), "{text}");
+    assert!(text.contains("Experiment `onaws` finished"), "{text}");
+    let pulled = dir.path().join("pulled");
+    let (code, text) = moto.flambe(
+        &home,
+        &[
+            "pull".as_ref(),
+            "onaws".as_ref(),
+            "--cluster".as_ref(),
+            cluster.as_os_str(),
+            "--to".as_ref(),
+            pulled.as_os_str(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    for trial in ["s-000", "s-001"] {
+        let host =
+            std::fs::read_to_string(pulled.join(format!("trials/{trial}/out/host"))).unwrap();
+        assert_eq!(host.trim(), bed.addr(2), "ran on the factory instance");
+    }
+    let (code, text) = moto.flambe(
+        &home,
+        &["cluster".as_ref(), "down".as_ref(), "awsexp".as_ref()],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(live(&moto.instances(), "awsexp").is_empty());
+}
