@@ -169,8 +169,10 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             let (_, state) = flambe_cluster::cluster::load_state(&name)?;
             if state.provider != "ssh" {
                 bail!(
-                    "cluster `{name}` is a {} cluster; `down` for it is not available in this build yet",
-                    state.provider
+                    "cluster `{name}` is an {} cluster, but its record ({}) is gone, so flambe cannot tell which instances are its own\nhint: terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
+                    state.provider,
+                    flambe_cluster::home::cluster_dir(&name).join("aws.json").display(),
+                    flambe_cluster::home::cluster_dir(&name).display()
                 );
             }
             let cleaned = rt.block_on(flambe_cluster::down_ssh(&name))?;

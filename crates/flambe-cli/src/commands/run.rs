@@ -86,16 +86,8 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
                 _ => unreachable!("matched above"),
             }
         }
-        (runnable, _) => bail!(
-            "running a {}{} is not available in this build yet\nhint: `flambe {} --dry-run` validates the file and prints the plan",
-            runnable.tag(),
-            if cluster.is_some() {
-                " on a cluster"
-            } else {
-                ""
-            },
-            file.display()
-        ),
+        // Refused above, before anything ran.
+        (runnable, Some(_)) => bail!("a {} does not run on a cluster", runnable.tag()),
     }
 }
 
