@@ -171,7 +171,9 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
                 bail!(
                     "cluster `{name}` is an {} cluster, but its record ({}) is gone, so flambe cannot tell which instances are its own\nhint: terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
                     state.provider,
-                    flambe_cluster::home::cluster_dir(&name).join("aws.json").display(),
+                    flambe_cluster::home::cluster_dir(&name)
+                        .join("aws.json")
+                        .display(),
                     flambe_cluster::home::cluster_dir(&name).display()
                 );
             }
