@@ -23,8 +23,7 @@ struct LocalRay {
 
 impl LocalRay {
     fn start(gcs_port: u16, dashboard_port: u16) -> Option<LocalRay> {
-        let tools =
-            std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+        let tools = flambe_cluster::testbed::tools_dir().display().to_string();
         let ray = format!("{tools}/ray/bin/ray");
         if !Path::new(&ray).exists() {
             missing_prerequisite(

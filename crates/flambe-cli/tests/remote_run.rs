@@ -75,8 +75,7 @@ impl RayCluster {
         if !available(test) {
             return None;
         }
-        let tools =
-            std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+        let tools = flambe_cluster::testbed::tools_dir().display().to_string();
         let ray = format!("{tools}/ray");
         if !Path::new(&format!("{ray}/bin/ray")).exists() {
             missing_prerequisite(
@@ -604,8 +603,7 @@ fn extensions_are_installed_on_every_host_and_trials_use_them() {
         return;
     };
     let (bed, dir, cluster) = (&rc.bed, &rc.dir, &rc.cluster);
-    let tools =
-        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
     if !Path::new(&format!("{tools}/wheels")).exists() {
         missing_prerequisite(
             test,

@@ -223,8 +223,7 @@ fn a_public_site_needs_its_token() {
 
 /// Chromium and playwright-core as scripts/test.sh installs them.
 fn browser_tools() -> Option<(String, String)> {
-    let tools =
-        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
     let playwright = format!("{tools}/node/node_modules/playwright-core");
     let chromium = "/usr/bin/chromium".to_string();
     if Path::new(&playwright).exists() && Path::new(&chromium).exists() {
@@ -321,8 +320,7 @@ fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
 
 #[test]
 fn the_site_links_a_tensorboard_it_started_when_one_is_installed() {
-    let tools =
-        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
     let venv_bin = format!("{tools}/venv/bin");
     if !Path::new(&venv_bin).join("tensorboard").exists() {
         missing_prerequisite(

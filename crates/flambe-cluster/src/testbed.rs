@@ -47,6 +47,15 @@ pub fn missing_prerequisite(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
 }
 
+/// Where `scripts/test.sh` installs the tests' tools (venvs for TensorBoard,
+/// Ray and moto, the wheel folder, playwright-core): `$FLAMBE_TEST_TOOLS`,
+/// else `/opt/flambe-test`.
+pub fn tools_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string()),
+    )
+}
+
 unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;

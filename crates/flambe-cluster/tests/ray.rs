@@ -35,8 +35,7 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
     if !available("ray_spans_the_hosts_and_places_gpu_jobs_on_factories") {
         return;
     }
-    let tools =
-        std::env::var("FLAMBE_TEST_TOOLS").unwrap_or_else(|_| "/opt/flambe-test".to_string());
+    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
     let ray = format!("{tools}/ray");
     if !std::path::Path::new(&format!("{ray}/bin/ray")).exists() {
         missing_prerequisite(
