@@ -77,7 +77,7 @@ pub async fn prepare(
     extensions: &[Extension],
     home: &str,
 ) -> Result<Prepared, ClusterError> {
-    let key = pyenv::key_of(&packages(extensions)).map_err(|e| ClusterError::Io {
+    let key = pyenv::env_key(&packages(extensions)).map_err(|e| ClusterError::Io {
         what: "reading the extensions".into(),
         source: std::io::Error::other(e.to_string()),
     })?;

@@ -86,7 +86,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The environment's key: 16 hex digits of a hash of every package's name,
 /// source kind, requirement or folder content. Folder paths do not count, so
 /// an uploaded copy has the key of the original.
-pub fn env_key(packages: &[Package]) -> std::io::Result<String> {
+pub fn env_key(packages: &[Package]) -> Result<String, EnvError> {
     let mut hash = Sha256::new();
     for p in packages {
         hash.update(p.name.as_bytes());
@@ -94,7 +94,11 @@ pub fn env_key(packages: &[Package]) -> std::io::Result<String> {
         match &p.source {
             PackageSource::Folder(dir) => {
                 hash.update(b"folder\0");
-                hash.update(folder_hash(dir)?.as_bytes());
+                let content = folder_hash(dir).map_err(|source| EnvError::Folder {
+                    path: dir.clone(),
+                    source,
+                })?;
+                hash.update(content.as_bytes());
             }
             PackageSource::Requirement(r) => {
                 hash.update(b"requirement\0");
@@ -237,7 +241,7 @@ pub enum EnvError {
 
 /// Make (or find) the environment for `packages` under `envs` here.
 pub fn ensure_here(envs: &Path, packages_given: &[Package]) -> Result<PythonEnv, EnvError> {
-    let key = key_of(packages_given)?;
+    let key = env_key(packages_given)?;
     let script = install_script(&envs.display().to_string(), &key, packages_given);
     let out = std::process::Command::new("bash")
         .arg("-c")
@@ -268,20 +272,6 @@ pub fn ensure_here(envs: &Path, packages_given: &[Package]) -> Result<PythonEnv,
         installed,
         packages,
         extensions: packages_given.to_vec(),
-    })
-}
-
-/// [`env_key`], naming the folder that could not be read.
-pub fn key_of(packages: &[Package]) -> Result<String, EnvError> {
-    env_key(packages).map_err(|source| EnvError::Folder {
-        path: packages
-            .iter()
-            .find_map(|p| match &p.source {
-                PackageSource::Folder(d) if folder_hash(d).is_err() => Some(d.clone()),
-                _ => None,
-            })
-            .unwrap_or_default(),
-        source,
     })
 }
 
