@@ -212,14 +212,26 @@ pub async fn run_experiment(
         }
         Some(_) => Secrets::Unavailable,
     };
+    // Each stage's environment (the experiment's, the extensions', the
+    // stage's own), resolved once: every secret is checked before any trial.
     let mut base_env = resolve_env(&exp.env, &secrets)?;
     if let Some(py) = &opts.python {
         base_env.values.extend(py.trial_env());
     }
-    // Every stage's secrets are checked before any trial starts.
-    for stage in &exp.pipeline {
-        resolve_env(&stage.env, &secrets)?;
-    }
+    let stage_envs = exp
+        .pipeline
+        .iter()
+        .map(|stage| {
+            let own = resolve_env(&stage.env, &secrets)?;
+            let mut env = TrialEnv {
+                values: base_env.values.clone(),
+                secret_refs: base_env.secret_refs.clone(),
+            };
+            env.values.extend(own.values);
+            env.secret_refs.extend(own.secret_refs);
+            Ok(env)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let (store, resumed) = prepare(exp, &dir, opts)?;
     if let Some(py) = &opts.python {
         let path = dir.join("extensions.json");
@@ -260,7 +272,7 @@ pub async fn run_experiment(
         executor,
         events: rx,
         running: HashMap::new(),
-        base_env,
+        stage_envs,
         secrets,
         python_bin: opts.python.as_ref().map(|p| p.bin()),
         echo: opts.echo,
@@ -480,7 +492,9 @@ struct Engine<'a> {
     executor: Box<dyn Executor>,
     events: mpsc::UnboundedReceiver<JobEvent>,
     running: HashMap<String, RunningTrial>,
-    base_env: TrialEnv,
+    /// Per stage, in pipeline order: what its trials get on top of their
+    /// own `FLAMBE_*` variables.
+    stage_envs: Vec<TrialEnv>,
     secrets: Secrets,
     /// The extensions' venv `bin`, first on every trial's PATH.
     python_bin: Option<PathBuf>,
@@ -681,11 +695,9 @@ impl Engine<'_> {
             ("FLAMBE_PARAMS".to_string(), params_json),
             ("FLAMBE_ATTEMPT".to_string(), attempt.to_string()),
         ];
-        let stage_env = resolve_env(&stage.env, &self.secrets)?;
-        env.extend(self.base_env.values.iter().cloned());
-        env.extend(stage_env.values);
-        let mut secret_env = self.base_env.secret_refs.clone();
-        secret_env.extend(stage_env.secret_refs);
+        let stage_env = &self.stage_envs[stage_index];
+        env.extend(stage_env.values.iter().cloned());
+        let secret_env = stage_env.secret_refs.clone();
         let header = format!("=== flambe: {} attempt {attempt}: {command}\n", trial.id);
         for log in ["stdout.log", "stderr.log"] {
             append(&dir.join(log), &header)
