@@ -73,15 +73,17 @@ fn say(message: &Message) {
     let _ = out.flush();
 }
 
-/// rsync over the cluster's own ssh (`~/.flambe/cluster/ssh_config`).
-async fn rsync(from: &str, to: &str) -> Result<(), String> {
+/// The ssh_config every cluster host gets (cluster key, pinned host keys):
+/// how a factory reaches the orchestrator.
+fn cluster_ssh_config() -> String {
     let home = std::env::var("HOME").unwrap_or_default();
+    format!("{home}/.flambe/cluster/ssh_config")
+}
+
+/// rsync over the cluster's own ssh.
+async fn rsync(from: &str, to: &str) -> Result<(), String> {
     let out = tokio::process::Command::new("rsync")
-        .args([
-            "-a",
-            "-e",
-            &format!("ssh -F {home}/.flambe/cluster/ssh_config"),
-        ])
+        .args(["-a", "-e", &format!("ssh -F {}", cluster_ssh_config())])
         .args([from, to])
         .output()
         .await
@@ -126,9 +128,8 @@ async fn read_secrets(
 ) -> Result<std::collections::HashMap<String, String>, String> {
     let text = match sync_host {
         Some(host) => {
-            let home = std::env::var("HOME").unwrap_or_default();
             let out = tokio::process::Command::new("ssh")
-                .args(["-F", &format!("{home}/.flambe/cluster/ssh_config"), host])
+                .args(["-F", &cluster_ssh_config(), host])
                 .arg(format!("cat {}", file.display()))
                 .stdin(std::process::Stdio::null())
                 .output()
