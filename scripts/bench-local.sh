@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-500}
 cargo build --release --quiet -p flambe-cli
-BIN=$PWD/target/release/flambe
+BIN=$PWD/target/x86_64-unknown-linux-musl/release/flambe
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cat > "$WORK/bench.yaml" <<YAML

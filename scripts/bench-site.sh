@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 N=${1:-2000}
 TOOLS=${FLAMBE_TEST_TOOLS:-/opt/flambe-test}
 cargo build --release --quiet -p flambe-cli
-BIN=$PWD/target/release/flambe
+BIN=$PWD/target/x86_64-unknown-linux-musl/release/flambe
 WORK=$(mktemp -d)
 trap 'kill $SITE 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cat > "$WORK/bench.yaml" <<YAML

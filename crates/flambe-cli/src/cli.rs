@@ -90,6 +90,11 @@ pub struct SiteArgs {
     /// Do not serve the report site
     #[arg(long)]
     pub no_site: bool,
+
+    /// Do not start TensorBoard next to the report site (on a cluster: nor
+    /// install it on the orchestrator)
+    #[arg(long)]
+    pub no_tensorboard: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::{get, try_get};
+use common::try_get_as;
 use flambe_cluster::testbed::missing_prerequisite;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,10 @@ struct LocalRay {
     child: std::process::Child,
     pgid: i32,
     dashboard: String,
+    /// Ray runs with token authentication and this token file (whatever
+    /// `~/.ray/auth_token` the user running the tests may have).
+    token_path: PathBuf,
+    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -33,6 +37,9 @@ impl LocalRay {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        let token = format!("test-token-{}-{gcs_port}", std::process::id());
+        let token_path = dir.path().join("ray_token");
+        std::fs::write(&token_path, &token).unwrap();
         let child = std::process::Command::new(&ray)
             .args([
                 "start",
@@ -54,6 +61,8 @@ impl LocalRay {
             .arg("--temp-dir")
             .arg(dir.path().join("ray"))
             .env("RAY_USAGE_STATS_ENABLED", "0")
+            .env("RAY_AUTH_MODE", "token")
+            .env("RAY_AUTH_TOKEN_PATH", &token_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -63,10 +72,15 @@ impl LocalRay {
             pgid: child.id() as i32,
             child,
             dashboard: format!("http://127.0.0.1:{dashboard_port}"),
+            token_path,
+            token,
             _dir: dir,
         };
         let start = Instant::now();
-        while !matches!(try_get(&ray.dashboard, "/api/jobs/"), Some((200, _))) {
+        while !matches!(
+            try_get_as(&ray.dashboard, "/api/jobs/", Some(&ray.token)),
+            Some((200, _))
+        ) {
             assert!(
                 start.elapsed() < Duration::from_secs(120),
                 "Ray's dashboard never came up"
@@ -161,6 +175,7 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
         .unwrap()
         .arg(&remote)
         .args(["--ray-address", &ray.dashboard, "--no-site"])
+        .env("RAY_AUTH_TOKEN_PATH", &ray.token_path)
         .output()
         .unwrap();
     assert!(
@@ -200,7 +215,9 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
     assert_eq!(lost["status"], "succeeded");
 
     // Every trial went through Ray's Jobs API.
-    let (status, body) = get(&ray.dashboard, "/api/jobs/");
+    let (status, _) = try_get_as(&ray.dashboard, "/api/jobs/", None).unwrap();
+    assert_eq!(status, 401, "Ray refuses a call without its token");
+    let (status, body) = try_get_as(&ray.dashboard, "/api/jobs/", Some(&ray.token)).unwrap();
     assert_eq!(status, 200);
     let jobs: Vec<Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(

@@ -27,6 +27,11 @@ pub enum ClusterError {
         total: usize,
         errors: Vec<HostError>,
     },
+    #[error("cannot prepare {} of {total} hosts for Ray; nothing was installed anywhere:\n{}", .errors.len(), list(.errors))]
+    Provision {
+        total: usize,
+        errors: Vec<HostError>,
+    },
     #[error("Ray failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
     Ray {
         total: usize,
@@ -228,6 +233,10 @@ pub struct HostStatus {
     pub flambe: Option<String>,
     /// The host runs exactly this build (same sha256).
     pub same_build: bool,
+    /// Why the shipped flambe does not run there (None: it runs).
+    pub flambe_fails: Option<String>,
+    /// Ray and TensorBoard versions there ("missing" where absent).
+    pub tools: Option<crate::provision::Tools>,
 }
 
 /// The status of every host of a known cluster; unreachable hosts are
@@ -237,7 +246,7 @@ pub async fn status(name: &str) -> Result<Vec<HostStatus>, ClusterError> {
     let (_, local_hash) = local_binary().map_err(io_err("cannot read the local flambe binary"))?;
     let probe = "nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; \
                  sha256sum -b .flambe/bin/flambe 2>/dev/null | cut -d' ' -f1; echo; \
-                 .flambe/bin/flambe --version 2>/dev/null || true";
+                 v=$(.flambe/bin/flambe --version 2>&1); echo $?; printf '%s\n' \"$v\" | head -n1";
     let checks = state.hosts.iter().map(|h| {
         let files = &files;
         let state = &state;
@@ -253,6 +262,8 @@ pub async fn status(name: &str) -> Result<Vec<HostStatus>, ClusterError> {
                 gpus: None,
                 flambe: None,
                 same_build: false,
+                flambe_fails: None,
+                tools: None,
             };
             let host = match tokio::time::timeout(
                 Duration::from_secs(15),
@@ -279,12 +290,17 @@ pub async fn status(name: &str) -> Result<Vec<HostStatus>, ClusterError> {
                     s.same_build = lines
                         .get(2)
                         .is_some_and(|l| l.trim() == local_hash.as_str());
-                    s.flambe = lines
-                        .get(4)
-                        .map(|l| l.trim().to_string())
-                        .filter(|l| !l.is_empty());
+                    let said = lines.get(5).map_or("", |l| l.trim()).to_string();
+                    match lines.get(4).map(|l| l.trim()) {
+                        Some("0") => s.flambe = Some(said),
+                        Some("127") => s.flambe_fails = Some("not shipped".to_string()),
+                        _ => s.flambe_fails = Some(said),
+                    }
                 }
                 Err(e) => s.error = Some(e.to_string()),
+            }
+            if let Ok(probe) = crate::provision::probe(&host).await {
+                s.tools = Some((&probe).into());
             }
             host.close().await;
             s

@@ -60,6 +60,12 @@ fn stderr_block(stderr: &str) -> String {
     }
 }
 
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A finished remote command.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -82,6 +88,9 @@ pub struct Target {
 pub struct Host {
     pub target: Target,
     session: Session,
+    /// The cluster's ssh_config: commands run through our own `ssh` on the
+    /// session's control socket (see [`Host::run`]).
+    ssh_config: std::path::PathBuf,
 }
 
 impl Host {
@@ -109,6 +118,7 @@ impl Host {
             Ok(session) => Ok(Host {
                 target: target.clone(),
                 session,
+                ssh_config: files.ssh_config(),
             }),
             Err(e) => Err(classify_connect_error(files, target, &e)),
         }
@@ -123,17 +133,62 @@ impl Host {
         self.session.control_socket()
     }
 
+    /// `ssh` riding on this host's master connection, for `command`.
+    ///
+    /// Not the `openssh` crate's own command API: it turns a remote exit
+    /// status of 127 ("command not found") and 255 into errors of its own
+    /// and drops the command's output with them. Here every status comes
+    /// back as it is (255 stays ambiguous, as with any `ssh`: the remote
+    /// command's, or ssh's own failure).
+    fn ssh(&self, command: &str) -> tokio::process::Command {
+        let mut ssh = tokio::process::Command::new("ssh");
+        ssh.arg("-F")
+            .arg(&self.ssh_config)
+            .arg("-o")
+            .arg(format!(
+                "ControlPath={}",
+                self.session.control_socket().display()
+            ))
+            .args(["-o", "ControlMaster=no", "-T"])
+            .arg(&self.target.name)
+            .arg("--")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        ssh
+    }
+
     /// Run `command` through the remote user's shell; any exit code is Ok.
     pub async fn run(&self, command: &str) -> Result<Output, HostError> {
-        let out = self
-            .session
-            .raw_command(command)
-            .output()
-            .await
-            .map_err(|e| HostError::Other {
-                host: self.target.name.clone(),
-                detail: format!("running `{command}`: {e}"),
-            })?;
+        self.run_with_input(command, None).await
+    }
+
+    /// [`run`](Self::run) with `input` on the command's stdin (contents that
+    /// must not appear on a command line: binaries, secrets).
+    pub async fn run_with_input(
+        &self,
+        command: &str,
+        input: Option<&[u8]>,
+    ) -> Result<Output, HostError> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |e: std::io::Error| HostError::Other {
+            host: self.target.name.clone(),
+            detail: format!("running `{command}`: {e}"),
+        };
+        let mut ssh = self.ssh(command);
+        ssh.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if input.is_some() {
+            ssh.stdin(std::process::Stdio::piped());
+        }
+        let mut child = ssh.spawn().map_err(fail)?;
+        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A command that exits without reading its input closes the
+            // pipe: its exit status says what happened, not this write.
+            let _ = stdin.write_all(bytes).await;
+            let _ = stdin.shutdown().await;
+        }
+        let out = child.wait_with_output().await.map_err(fail)?;
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -144,6 +199,11 @@ impl Host {
     /// Run `command`; a non-zero exit is an error carrying its stderr.
     pub async fn check(&self, command: &str) -> Result<String, HostError> {
         let out = self.run(command).await?;
+        self.check_output(command, out)
+    }
+
+    /// A finished command's stdout, or the error of its failure.
+    fn check_output(&self, command: &str, out: Output) -> Result<String, HostError> {
         if out.code == Some(0) {
             return Ok(out.stdout);
         }
@@ -153,10 +213,10 @@ impl Host {
             status: out
                 .code
                 .map_or("killed".to_string(), |c| format!("exit code {c}")),
-            stderr: if out.stderr.trim().is_empty() {
-                out.stdout
-            } else {
-                out.stderr
+            stderr: match (out.stdout.trim(), out.stderr.trim()) {
+                (stdout, "") => stdout.to_string(),
+                ("", stderr) => stderr.to_string(),
+                (stdout, stderr) => format!("{}\n{stderr}", last_lines(stdout, 10)),
             },
         })
     }
@@ -177,46 +237,23 @@ impl Host {
     /// The contents travel on the command's stdin, never on a command line
     /// (which `ps` and logs would show): this is how secrets are written.
     pub async fn write_private(&self, path: &str, contents: &[u8]) -> Result<(), HostError> {
-        use tokio::io::AsyncWriteExt;
-        let fail = |detail: String| HostError::Other {
-            host: self.target.name.clone(),
-            detail,
-        };
         let quoted = shell_quote(path);
         let command = format!(
             "umask 077 && cat > {quoted}.tmp && chmod 600 {quoted}.tmp && mv {quoted}.tmp {quoted}"
         );
-        let mut child = self
-            .session
-            .raw_command(&command)
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::null())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
+        self.check_output_of(&command, Some(contents))
             .await
-            .map_err(|e| fail(format!("writing {path}: {e}")))?;
-        if let Some(mut stdin) = child.stdin().take() {
-            stdin
-                .write_all(contents)
-                .await
-                .map_err(|e| fail(format!("writing {path}: {e}")))?;
-            stdin
-                .shutdown()
-                .await
-                .map_err(|e| fail(format!("writing {path}: {e}")))?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| fail(format!("writing {path}: {e}")))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(fail(format!(
-                "cannot write {path}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
+            .map(|_| ())
+    }
+
+    /// [`check`](Self::check) with `input` on the command's stdin.
+    pub async fn check_output_of(
+        &self,
+        command: &str,
+        input: Option<&[u8]>,
+    ) -> Result<String, HostError> {
+        let out = self.run_with_input(command, input).await?;
+        self.check_output(command, out)
     }
 
     /// `mkdir -p` of a folder (relative paths are under the remote home).

@@ -13,6 +13,8 @@
 //! - [`state`]: `~/.flambe/clusters/NAME/`: hosts, the cluster key pair
 //!   (0600), pinned host keys, an ssh_config;
 //! - [`versioning`]: every host runs this exact flambe build, by sha256;
+//! - [`provision`]: what a bare host needs for Ray and TensorBoard, brought
+//!   by flambe (pip, OS packages through sudo) or a per-host error with the fix;
 //! - [`ssh_provider`]: `!SSHCluster` up (idempotent, resumable setup);
 //! - [`cluster`]: a known cluster connected, and status / exec / down.
 
@@ -21,6 +23,7 @@ pub mod extensions;
 pub mod home;
 pub mod host;
 pub mod plan;
+pub mod provision;
 pub mod ray;
 pub mod remote;
 pub mod ssh_provider;

@@ -2,11 +2,11 @@
 //! the orchestrator, `ray start --address` on each factory), not with Ray's
 //! own cluster launcher, whose on-premises mode starts only the head.
 //!
-//! - Version: every host uses Ray `RAY_VERSION` from `~/.flambe/ray` (a
-//!   venv). Where `~/.flambe/ray/bin/ray` already reports that version it
-//!   is used as it is (a pre-installed Ray can be linked there); otherwise
-//!   flambe makes the venv and installs it with pip. A failed install names
-//!   the host and shows pip's error.
+//! - Version: every host uses Ray `RAY_VERSION` from `~/.flambe/ray`, put
+//!   there by [`crate::provision`].
+//! - Authentication: every node runs with `RAY_AUTH_MODE=token` and the
+//!   cluster's own token (`~/.flambe/cluster/ray_token`, 0600); every Jobs
+//!   API call carries it.
 //! - Placement: the head gets `--num-cpus 0 --num-gpus 0` and a custom
 //!   resource `orchestrator`, so trials land on factories only; each factory
 //!   offers its real CPUs and GPUs (`nvidia-smi`, or the number in
@@ -20,7 +20,7 @@
 //!   alone.
 
 use crate::cluster::{Cluster, ClusterError, partition};
-use crate::host::{Host, HostError, shell_quote};
+use crate::host::{Host, HostError};
 use crate::plan::Role;
 use futures::future::join_all;
 use std::time::{Duration, Instant};
@@ -33,16 +33,15 @@ pub const RAY_HOME: &str = ".flambe/ray";
 
 /// The environment every Ray command runs with: our flambe and Ray first on
 /// PATH (trial entrypoints inherit the PATH of the Ray daemons), no usage
-/// statistics sent anywhere.
+/// statistics sent anywhere, and token authentication with the cluster's own
+/// token (a user's `~/.ray/auth_token` is not the cluster's: the token path
+/// takes precedence over it).
 pub fn ray_env() -> String {
     format!(
-        "export RAY_USAGE_STATS_ENABLED=0 PATH=\"$HOME/.flambe/bin:$HOME/{RAY_HOME}/bin:$PATH\";"
+        "export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=\"$HOME/{}\" \
+         PATH=\"$HOME/.flambe/bin:$HOME/{RAY_HOME}/bin:$PATH\";",
+        crate::provision::RAY_TOKEN_FILE
     )
-}
-
-/// Make sure every host has Ray `RAY_VERSION` in `~/.flambe/ray`.
-pub async fn ensure_ray(cluster: &Cluster) -> Result<(), ClusterError> {
-    all_hosts_ok(join_all(cluster.hosts.iter().map(ensure_on_host)).await)
 }
 
 /// Per-host results as one: Ok, or every host's failure.
@@ -54,22 +53,6 @@ fn all_hosts_ok<T>(results: Vec<Result<T, HostError>>) -> Result<(), ClusterErro
     } else {
         Err(ClusterError::Ray { total, errors })
     }
-}
-
-async fn ensure_on_host(host: &Host) -> Result<(), HostError> {
-    let version = host
-        .run(&format!("{RAY_HOME}/bin/ray --version 2>/dev/null"))
-        .await?;
-    if version.stdout.contains(&format!("version {RAY_VERSION}")) {
-        return Ok(());
-    }
-    let install = format!(
-        "python3 -m venv {RAY_HOME} && {RAY_HOME}/bin/pip install -q --disable-pip-version-check {}",
-        shell_quote(&format!("ray[default]=={RAY_VERSION}"))
-    );
-    host.check_within(&install, Duration::from_secs(20 * 60))
-        .await
-        .map(|_| ())
 }
 
 /// What `start_ray` brought up.
@@ -144,9 +127,13 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
     }
 }
 
-/// A shell test for "a raylet already runs for this node address".
+/// A shell test for "a raylet of this user already runs for this node
+/// address", through /proc (minimal hosts have no pgrep).
 fn raylet_running(ip: &str) -> String {
-    format!("pgrep -u \"$(id -u)\" -f 'raylet.*node.ip.address={ip}( |$)' >/dev/null")
+    format!(
+        "(for f in /proc/[0-9]*/cmdline; do [ -O \"$f\" ] && tr '\\0' ' ' < \"$f\" 2>/dev/null | \
+         grep -qE 'raylet.*node.ip.address={ip}( |$)' && exit 0; done; exit 1)"
+    )
 }
 
 /// Alive nodes as `ray status` on the head counts them.

@@ -94,6 +94,15 @@ pub async fn stop_driver(orch: &Host, driver: &Driver) -> Result<(), ClusterErro
     Ok(())
 }
 
+/// How a runnable is started on a cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchOptions {
+    /// Replace a running experiment (and a changed one's results).
+    pub force: bool,
+    /// The driver serves TensorBoard over the results, next to the site.
+    pub tensorboard: bool,
+}
+
 /// What runs on a cluster: `!Experiment` and `!Script` (Flambé's cluster
 /// runnables). `setup` ships the runnable, rewritten for the cluster, and
 /// starts its driver on the orchestrator.
@@ -116,9 +125,9 @@ pub trait ClusterRunnable: Clone + Send + Sync {
         &self,
         cluster: &Cluster,
         extensions: &[Extension],
-        force: bool,
+        opts: LaunchOptions,
     ) -> impl std::future::Future<Output = Result<Launched, ClusterError>> + Send {
-        launch(cluster, self, extensions, force)
+        launch(cluster, self, extensions, opts)
     }
 }
 
@@ -177,8 +186,9 @@ pub async fn launch<R: ClusterRunnable>(
     cluster: &Cluster,
     runnable: &R,
     extensions: &[Extension],
-    force: bool,
+    opts: LaunchOptions,
 ) -> Result<Launched, ClusterError> {
+    let LaunchOptions { force, tensorboard } = opts;
     let name = runnable.name().to_string();
     let secrets = secret_values(&runnable.secrets())?;
     let orch = cluster.orchestrator();
@@ -267,11 +277,12 @@ pub async fn launch<R: ClusterRunnable>(
         format!(" --secrets {secrets_file}")
     };
     let force_flag = if force { " --force" } else { "" };
+    let tensorboard_flag = if tensorboard { "" } else { " --no-tensorboard" };
     // The driver as a script, so that `setsid` starts one command whose pid
     // is also its session's and process group's id.
     let script = format!(
         "#!/bin/sh\nexec \"$HOME/.flambe/bin/flambe\" runnable.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
-         --sync-host {orch_name} --site-port {SITE_PORT}{secrets_flag}{force_flag} > driver.log 2>&1\n",
+         --sync-host {orch_name} --site-port {SITE_PORT}{secrets_flag}{force_flag}{tensorboard_flag} > driver.log 2>&1\n",
         orch_name = orch.name()
     );
     orch.check(&format!(

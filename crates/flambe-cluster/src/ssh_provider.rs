@@ -17,7 +17,6 @@ use crate::home::cluster_dir;
 use crate::host::{Host, HostError, shell_quote};
 use crate::plan::{Role, ssh_hosts};
 use crate::state::{ClusterFiles, ClusterState, HostState, ensure_key};
-use crate::sync::rsync_up;
 use crate::versioning::{Shipped, ship_binary};
 use flambe_config::SshCluster;
 use futures::future::join_all;
@@ -87,6 +86,7 @@ pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
                     key_installed: known.is_some_and(|h| h.key_installed),
                     setup_done: known.map(|h| h.setup_done.clone()).unwrap_or_default(),
                     binary: known.and_then(|h| h.binary.clone()),
+                    installed: known.map(|h| h.installed.clone()).unwrap_or_default(),
                 }
             })
             .collect(),
@@ -195,7 +195,7 @@ async fn prepare_host(
         }
     };
     let mut report = None;
-    let error = match setup_host(files, &host, &mut state, cfg, public_key).await {
+    let error = match setup_host(&host, &mut state, cfg, public_key).await {
         Ok(r) => {
             report = Some(r);
             None
@@ -229,7 +229,6 @@ async fn connect(
 }
 
 async fn setup_host(
-    files: &ClusterFiles,
     host: &Host,
     state: &mut HostState,
     cfg: &SshCluster,
@@ -247,7 +246,7 @@ async fn setup_host(
         .check("nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; uname -sm")
         .await?;
     let lines: Vec<&str> = facts.lines().collect();
-    let shipped = ship_binary(files, host).await?;
+    let shipped = ship_binary(host).await?;
     state.binary = crate::versioning::local_binary().ok().map(|(_, h)| h);
 
     let mut ran = Vec::new();
@@ -344,14 +343,13 @@ async fn equip_host(
     let write =
         |path: &str, text: &str| format!("umask 077; printf '%s' {} > {path}", shell_quote(text));
     host.check("umask 077; mkdir -p .flambe/cluster").await?;
-    rsync_up(
-        files,
-        host,
-        &files.key(),
-        ".flambe/cluster/id_ed25519",
-        false,
-    )
-    .await?;
+    // Through stdin, never a command line; a bare host needs no rsync.
+    let key = std::fs::read(files.key()).map_err(|e| HostError::Other {
+        host: host.name().to_string(),
+        detail: format!("cannot read the cluster key {}: {e}", files.key().display()),
+    })?;
+    host.write_private(".flambe/cluster/id_ed25519", &key)
+        .await?;
     host.check(&write(".flambe/cluster/known_hosts", known_hosts))
         .await?;
     host.check(&write(".flambe/cluster/ssh_config", config))

@@ -38,6 +38,9 @@ pub struct HostState {
     pub setup_done: Vec<String>,
     /// sha256 of the flambe binary last shipped here.
     pub binary: Option<String>,
+    /// What flambe installed here (OS packages, Ray, TensorBoard), in order.
+    #[serde(default)]
+    pub installed: Vec<crate::provision::Installed>,
 }
 
 impl ClusterState {
@@ -74,6 +77,10 @@ impl ClusterFiles {
     }
     pub fn ssh_config(&self) -> PathBuf {
         self.dir.join("ssh_config")
+    }
+    /// The token of the cluster's Ray (0600), copied to every host.
+    pub fn ray_token(&self) -> PathBuf {
+        self.dir.join("ray_token")
     }
     /// Control sockets of multiplexed connections (short path: sockets have
     /// a 108-byte limit).
@@ -135,6 +142,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// The cluster's Ray token, made from the OS's random source on first use.
+pub fn ensure_ray_token(files: &ClusterFiles) -> std::io::Result<String> {
+    match std::fs::read_to_string(files.ray_token()) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        std::io::Error::other(format!("the OS gave no randomness for the Ray token: {e}"))
+    })?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&files.ray_token(), token.as_bytes())?;
+    Ok(token)
 }
 
 /// Make the cluster's ed25519 key pair unless it exists; both files 0600.

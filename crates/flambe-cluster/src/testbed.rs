@@ -14,6 +14,53 @@ pub struct Testbed {
     pub key: PathBuf,
     /// Host number (1-based) → address.
     pub hosts: HashMap<u32, String>,
+    /// Host number → the test user's home there, as seen from here.
+    homes: HashMap<u32, PathBuf>,
+}
+
+/// What a test host starts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// This machine's root filesystem with a private home and /tmp: fast,
+    /// and it has what this machine has (python3-venv, rsync, its glibc).
+    Machine,
+    /// Bare Debian 12 (debootstrap minbase: sshd and python3 only).
+    Bookworm,
+    /// Bare Debian 11 (glibc 2.31, Python 3.9).
+    Bullseye,
+}
+
+impl HostKind {
+    fn arg(self) -> &'static str {
+        match self {
+            HostKind::Machine => "host",
+            HostKind::Bookworm => "bookworm",
+            HostKind::Bullseye => "bullseye",
+        }
+    }
+}
+
+/// Whether the bare roots that `scripts/test.sh` makes are there; prints
+/// why not (or panics under CI).
+pub fn bare_roots_available(test: &str) -> bool {
+    let tools = tools_dir();
+    for path in [
+        "roots/bookworm/.flambe-ready",
+        "roots/bullseye/.flambe-ready",
+        "apt-bookworm/Packages",
+    ] {
+        if !tools.join(path).exists() {
+            missing_prerequisite(
+                test,
+                &format!(
+                    "needs {} (scripts/test.sh makes the bare test roots)",
+                    tools.join(path).display()
+                ),
+            );
+            return false;
+        }
+    }
+    true
 }
 
 fn script() -> PathBuf {
@@ -77,9 +124,23 @@ fn run(args: &[String]) -> String {
 }
 
 impl Testbed {
-    /// Test bed `id` (1..250, unique per test) with `k` hosts.
+    /// Test bed `id` (1..250, unique per test) with `k` hosts on this
+    /// machine's root filesystem.
     pub fn up(id: u32, k: u32) -> Testbed {
-        run(&["up".into(), id.to_string(), k.to_string()]);
+        Testbed::of_kind(id, k, HostKind::Machine, &[])
+    }
+
+    /// Test bed `id` with `k` hosts of `kind`; the hosts numbered in `sudo`
+    /// get passwordless sudo.
+    pub fn of_kind(id: u32, k: u32, kind: HostKind, sudo: &[u32]) -> Testbed {
+        let sudo: Vec<String> = sudo.iter().map(u32::to_string).collect();
+        run(&[
+            "up".into(),
+            id.to_string(),
+            k.to_string(),
+            kind.arg().into(),
+            sudo.join(" "),
+        ]);
         let env: HashMap<String, String> = run(&["env".into(), id.to_string()])
             .lines()
             .filter_map(|l| {
@@ -95,11 +156,20 @@ impl Testbed {
                     .map(|n| (n, v.clone()))
             })
             .collect();
+        let homes = env
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("TESTBED_HOME_")
+                    .and_then(|n| n.parse().ok())
+                    .map(|n| (n, PathBuf::from(v)))
+            })
+            .collect();
         Testbed {
             id,
             user: env["TESTBED_USER"].clone(),
             key: PathBuf::from(&env["TESTBED_KEY"]),
             hosts,
+            homes,
         }
     }
 
@@ -109,7 +179,7 @@ impl Testbed {
 
     /// The home folder of host `n`, as seen from here.
     pub fn home(&self, n: u32) -> PathBuf {
-        PathBuf::from(format!("/var/lib/flambe-testbed/{}/h{n}/home", self.id))
+        self.homes[&n].clone()
     }
 
     pub fn cut(&self, n: u32) {
@@ -132,6 +202,12 @@ impl Testbed {
             addr.to_string(),
         ]);
         self.hosts.insert(n, addr.to_string());
+        let home = std::fs::read_to_string(format!(
+            "/var/lib/flambe-testbed/{}/h{n}/home_path",
+            self.id
+        ))
+        .expect("testbed.sh add writes the host's home path");
+        self.homes.insert(n, PathBuf::from(home.trim()));
     }
 }
 

@@ -5,8 +5,6 @@
 //! sent it again, and two builds never overwrite each other.
 
 use crate::host::{Host, HostError};
-use crate::state::ClusterFiles;
-use crate::sync::rsync_up;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -45,7 +43,7 @@ pub enum Shipped {
 }
 
 /// Make sure `host` runs this build; refuse a host it cannot run on.
-pub async fn ship_binary(files: &ClusterFiles, host: &Host) -> Result<Shipped, HostError> {
+pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
     let (exe, hash) = local_binary().map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the local flambe binary: {e}"),
@@ -72,12 +70,19 @@ pub async fn ship_binary(files: &ClusterFiles, host: &Host) -> Result<Shipped, H
     let shipped = if present.code == Some(0) && present.stdout.trim() == hash {
         Shipped::AlreadyThere
     } else {
-        host.mkdir(".flambe/bin").await?;
-        rsync_up(files, host, &exe, &format!("{versioned}.part"), false).await?;
+        // Through the command's stdin: a bare host needs no rsync for this.
+        let bytes = std::fs::read(&exe).map_err(|e| HostError::Other {
+            host: host.name().to_string(),
+            detail: format!("cannot read the local flambe binary {}: {e}", exe.display()),
+        })?;
         let got = host
-            .check(&format!(
-                "chmod 755 {versioned}.part && sha256sum {versioned}.part | cut -d' ' -f1"
-            ))
+            .check_output_of(
+                &format!(
+                    "mkdir -p .flambe/bin && cat > {versioned}.part && chmod 755 {versioned}.part && \
+                     sha256sum {versioned}.part | cut -d' ' -f1"
+                ),
+                Some(&bytes),
+            )
             .await?;
         if got.trim() != hash {
             return Err(HostError::Other {
@@ -92,7 +97,49 @@ pub async fn ship_binary(files: &ClusterFiles, host: &Host) -> Result<Shipped, H
             .await?;
         Shipped::Sent
     };
+    runs_there(host, &exe, &versioned).await?;
     host.check(&format!("ln -sfn flambe-{hash} .flambe/bin/flambe"))
         .await?;
     Ok(shipped)
+}
+
+/// What `flambe --version` does here: the shipped copy must do the same on a
+/// host before the host is trusted with anything.
+fn local_version(exe: &Path) -> (Option<i32>, String) {
+    static LOCAL: OnceLock<(Option<i32>, String)> = OnceLock::new();
+    LOCAL
+        .get_or_init(
+            || match std::process::Command::new(exe).arg("--version").output() {
+                Ok(out) => (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                ),
+                Err(e) => (None, e.to_string()),
+            },
+        )
+        .clone()
+}
+
+/// Run the shipped binary's `--version` there; refuse the host, with the
+/// loader's own words, when it does not behave as it does here (a C library
+/// too old for a dynamically linked build, a kernel too old).
+async fn runs_there(host: &Host, exe: &Path, versioned: &str) -> Result<(), HostError> {
+    let (code, stdout) = local_version(exe);
+    let there = host.run(&format!("{versioned} --version")).await?;
+    if there.code == code && there.stdout == stdout {
+        return Ok(());
+    }
+    let said = match (there.stderr.trim(), there.code) {
+        ("", Some(c)) => format!("exit code {c}"),
+        ("", None) => "killed".to_string(),
+        (stderr, _) => stderr.lines().take(3).collect::<Vec<_>>().join(" / "),
+    };
+    Err(HostError::Other {
+        host: host.name().to_string(),
+        detail: format!(
+            "the flambe binary shipped there cannot run: {said}\n\
+             hint: install flambe as the README says (a static build for x86_64-unknown-linux-musl runs on any x86_64 Linux), \
+             or use hosts whose C library is at least as new as this machine's"
+        ),
+    })
 }

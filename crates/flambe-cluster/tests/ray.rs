@@ -5,19 +5,26 @@
 //! installs in /opt/flambe-test/ray (linked into each host's ~/.flambe/ray,
 //! as a cluster's own Ray of the right version would be).
 
-use flambe_cluster::ray::{DASHBOARD_PORT, ensure_ray, start_ray, stop_ray};
+use flambe_cluster::ray::{DASHBOARD_PORT, start_ray, stop_ray};
 use flambe_cluster::testbed::{Testbed, available, missing_prerequisite};
 use flambe_cluster::{Cluster, up};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+fn http(
+    port: u16,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, String) {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         conn,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -49,7 +56,7 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
     // SAFETY: set before any other thread of this test binary reads it.
     unsafe { std::env::set_var("FLAMBE_HOME", home.path()) };
     let text = format!(
-        "!SSHCluster\nname: rc\norchestrator_ip: {}\nfactories_ips: [{}, {}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray && echo 2 > ~/.flambe/gpus\n",
+        "!SSHCluster\nname: rc\norchestrator_ip: {}\nfactories_ips: [{}, {}]\nusername: {}\nkey: {}\nsetup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {ray} ~/.flambe/ray && echo 2 > ~/.flambe/gpus\n  - mkdir -p ~/.ray && echo the-users-own-token > ~/.ray/auth_token\n",
         bed.addr(1),
         bed.addr(2),
         bed.addr(3),
@@ -64,8 +71,10 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
         _ => unreachable!(),
     };
     up(&cfg).await.unwrap();
-    let cluster = Cluster::open("rc").await.unwrap();
-    ensure_ray(&cluster).await.unwrap();
+    let mut cluster = Cluster::open("rc").await.unwrap();
+    flambe_cluster::provision::ensure(&mut cluster, false)
+        .await
+        .unwrap();
     let started = Instant::now();
     let ray_cluster = start_ray(&cluster).await.unwrap();
     eprintln!(
@@ -86,6 +95,20 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
         .tunnel(port, "127.0.0.1", DASHBOARD_PORT)
         .await
         .unwrap();
+    // The cluster's Ray takes its own token, and nothing without it.
+    let token = std::fs::read_to_string(cluster.files.ray_token()).unwrap();
+    let token: &'static str = Box::leak(token.trim().to_string().into_boxed_str());
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http(port, None, "GET", "/api/jobs/", None))
+            .await
+            .unwrap();
+    assert_eq!(status, 401, "a call without the token: {body}");
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http(port, Some("the-users-own-token"), "GET", "/api/jobs/", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 401, "a call with the user's own token: {body}");
     let submit = |n: u32| {
         serde_json::json!({
             "entrypoint": "echo host=$(hostname -I | tr -d ' ') gpu=$CUDA_VISIBLE_DEVICES && sleep 2",
@@ -94,10 +117,11 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
         })
     };
     for n in 0..3 {
-        let (status, body) =
-            tokio::task::spawn_blocking(move || http(port, "POST", "/api/jobs/", Some(&submit(n))))
-                .await
-                .unwrap();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            http(port, Some(token), "POST", "/api/jobs/", Some(&submit(n)))
+        })
+        .await
+        .unwrap();
         assert_eq!(status, 200, "{body}");
     }
     let mut seen = Vec::new();
@@ -106,9 +130,10 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
         let start = Instant::now();
         loop {
             let path = format!("/api/jobs/{id}");
-            let (_, body) = tokio::task::spawn_blocking(move || http(port, "GET", &path, None))
-                .await
-                .unwrap();
+            let (_, body) =
+                tokio::task::spawn_blocking(move || http(port, Some(token), "GET", &path, None))
+                    .await
+                    .unwrap();
             let job: Value = serde_json::from_str(&body).unwrap();
             match job["status"].as_str() {
                 Some("SUCCEEDED") => break,
@@ -122,9 +147,10 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let path = format!("/api/jobs/{id}/logs");
-        let (_, body) = tokio::task::spawn_blocking(move || http(port, "GET", &path, None))
-            .await
-            .unwrap();
+        let (_, body) =
+            tokio::task::spawn_blocking(move || http(port, Some(token), "GET", &path, None))
+                .await
+                .unwrap();
         let logs: Value = serde_json::from_str(&body).unwrap();
         let line = logs["logs"]
             .as_str()

@@ -21,6 +21,40 @@ use tokio::sync::{Notify, mpsc};
 /// How often a running job's status and log are read.
 const POLL: Duration = Duration::from_millis(500);
 
+/// The token Ray itself would use here, in Ray's order of precedence:
+/// `RAY_AUTH_TOKEN`, the file at `RAY_AUTH_TOKEN_PATH`, `~/.ray/auth_token`.
+/// None where there is none (a Ray without token authentication).
+pub fn ray_token() -> Option<String> {
+    let nonempty = |s: String| {
+        let t = s.trim().to_string();
+        (!t.is_empty()).then_some(t)
+    };
+    if let Some(t) = std::env::var("RAY_AUTH_TOKEN").ok().and_then(nonempty) {
+        return Some(t);
+    }
+    let path = match std::env::var_os("RAY_AUTH_TOKEN_PATH") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".ray/auth_token"),
+    };
+    std::fs::read_to_string(path).ok().and_then(nonempty)
+}
+
+/// An HTTP client for Ray's Jobs API that sends the token with every call.
+fn jobs_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = ray_token()
+        && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default()
+}
+
 pub struct RayExecutor {
     client: reqwest::Client,
     /// The dashboard, e.g. `http://127.0.0.1:8265`.
@@ -44,10 +78,7 @@ impl RayExecutor {
         events: mpsc::UnboundedSender<JobEvent>,
     ) -> RayExecutor {
         RayExecutor {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            client: jobs_client(),
             base: base.trim_end_matches('/').to_string(),
             flambe: flambe.to_string(),
             run: run.to_string(),

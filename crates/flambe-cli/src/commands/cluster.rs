@@ -190,19 +190,31 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
 fn print_status(name: &str, hosts: &[HostStatus]) {
     println!("cluster {name}");
     println!(
-        "  {:<13} {:<28} {:<16} {:<10} {:>4} {:>4}  flambe",
-        "role", "host", "address", "state", "cpus", "gpus"
+        "  {:<13} {:<28} {:<16} {:<10} {:>4} {:>4}  {:<18} {:<18} flambe",
+        "role", "host", "address", "state", "cpus", "gpus", "ray", "tensorboard"
     );
     for h in hosts {
         let state = if h.reachable { "up" } else { "UNREACHABLE" };
         let opt = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
-        let build = match (&h.flambe, h.same_build) {
-            (Some(v), true) => format!("{v} (same build)"),
-            (Some(v), false) => format!("{v} (DIFFERENT build: rerun `flambe CLUSTER.yaml`)"),
-            (None, _) => "-".to_string(),
+        let build = match (&h.flambe, h.same_build, &h.flambe_fails) {
+            (Some(v), true, _) => format!("{v} (same build, runs)"),
+            (Some(v), false, _) => format!("{v} (DIFFERENT build: rerun `flambe CLUSTER.yaml`)"),
+            (None, _, Some(why)) => format!("DOES NOT RUN: {why}"),
+            (None, _, None) => "-".to_string(),
         };
+        // `ray, version 2.60.0` → `ray 2.60.0`; TensorBoard prints its version alone.
+        let (ray, tensorboard) = h.tools.as_ref().map_or(("-".into(), "-".into()), |t| {
+            let version = |tool: &str, v: &str| match v.rsplit(' ').next() {
+                Some(n) if v != "missing" => format!("{tool} {n}"),
+                _ => format!("{tool} missing"),
+            };
+            (
+                version("ray", &t.ray),
+                version("tensorboard", &t.tensorboard),
+            )
+        });
         println!(
-            "  {:<13} {:<28} {:<16} {:<10} {:>4} {:>4}  {build}",
+            "  {:<13} {:<28} {:<16} {:<10} {:>4} {:>4}  {ray:<18} {tensorboard:<18} {build}",
             h.role.to_string(),
             h.name,
             h.address,

@@ -4,7 +4,7 @@ use super::run::Finish;
 use crate::progress::RemoteProgress;
 use anyhow::{Context, bail};
 use flambe_cluster::Cluster;
-use flambe_cluster::remote::{ClusterRunnable, SITE_PORT, pull};
+use flambe_cluster::remote::{ClusterRunnable, LaunchOptions, SITE_PORT, pull};
 use flambe_config::{AwsCluster, Experiment, Extension, Runnable, SshCluster, load_file};
 use serde_json::Value;
 use std::path::Path;
@@ -19,7 +19,7 @@ pub fn run<R: ClusterRunnable>(
     exp: &Experiment,
     cfg: ClusterConfig<'_>,
     cluster_file: &Path,
-    force: bool,
+    opts: LaunchOptions,
     finish: Finish,
 ) -> anyhow::Result<ExitCode> {
     // Secrets are read now, before anything changes anywhere.
@@ -28,21 +28,28 @@ pub fn run<R: ClusterRunnable>(
         let t0 = Instant::now();
         eprintln!("Cluster `{}`: bringing it up…", cfg.name());
         cfg.up().await?;
-        let cluster = Cluster::open(cfg.name()).await?;
+        let mut cluster = Cluster::open(cfg.name()).await?;
         let t1 = Instant::now();
         eprintln!(
-            "Cluster ready in {:.1}s; starting Ray {}…",
+            "Cluster ready in {:.1}s; checking Ray {}{} on every host…",
             (t1 - t0).as_secs_f64(),
-            flambe_cluster::ray::RAY_VERSION
+            flambe_cluster::ray::RAY_VERSION,
+            if opts.tensorboard {
+                " and TensorBoard"
+            } else {
+                ""
+            }
         );
-        flambe_cluster::ray::ensure_ray(&cluster).await?;
+        let provisioned = flambe_cluster::provision::ensure(&mut cluster, opts.tensorboard).await?;
+        print_provisioned(&provisioned);
+        let t2 = Instant::now();
         let ray = flambe_cluster::ray::start_ray(&cluster).await?;
         eprintln!(
             "Ray up with {} nodes in {:.1}s",
             ray.nodes,
-            t1.elapsed().as_secs_f64()
+            t2.elapsed().as_secs_f64()
         );
-        let launched = runnable.setup(&cluster, extensions, force).await?;
+        let launched = runnable.setup(&cluster, extensions, opts).await?;
         if let Some(ext) = &launched.extensions {
             eprintln!(
                 "Extensions: environment {} {}",
@@ -77,6 +84,24 @@ pub fn run<R: ClusterRunnable>(
         cluster.close().await;
         code
     })
+}
+
+/// One line per host that got something, or one line saying nothing was
+/// needed (a rerun).
+fn print_provisioned(done: &[flambe_cluster::provision::HostProvisioned]) {
+    let mut any = false;
+    for host in done.iter().filter(|h| !h.steps.is_empty()) {
+        any = true;
+        let steps: Vec<String> = host
+            .steps
+            .iter()
+            .map(|s| format!("{} ({}, {:.1}s)", s.what, s.how, s.seconds))
+            .collect();
+        eprintln!("Installed on {}: {}", host.host, steps.join(", "));
+    }
+    if !any {
+        eprintln!("Every host has what it needs: nothing installed");
+    }
 }
 
 /// A script's output comes home when it ends: its results folder is copied
@@ -200,7 +225,7 @@ async fn tensorboard_here(cluster: &Cluster, exp: &Value) -> String {
             Ok(base) => format!("TensorBoard: {base}/ (through an SSH tunnel to the orchestrator)"),
             Err(e) => format!("TensorBoard: runs on the orchestrator, but the tunnel failed: {e:#}"),
         },
-        None => "TensorBoard: not installed on the orchestrator (install it there on PATH or as ~/.flambe/bin/tensorboard), or pull the results and run it here".to_string(),
+        None => "TensorBoard: off (--no-tensorboard), or it did not start on the orchestrator (see driver.log there)".to_string(),
     }
 }
 

@@ -63,7 +63,11 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
                 Runnable::AwsCluster(c) => super::remote::ClusterConfig::Aws(c),
                 _ => unreachable!("checked above: --cluster holds a cluster"),
             };
-            let (path, force) = (&cluster_file.path, args.force);
+            let path = &cluster_file.path;
+            let opts = flambe_cluster::remote::LaunchOptions {
+                force: args.force,
+                tensorboard: !args.site.no_tensorboard,
+            };
             match runnable {
                 Runnable::Script(script) => super::remote::run(
                     script,
@@ -71,7 +75,7 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
                     &script.as_experiment(),
                     target,
                     path,
-                    force,
+                    opts,
                     Finish::ScriptOutput,
                 ),
                 Runnable::Experiment(exp) => super::remote::run(
@@ -80,7 +84,7 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
                     exp,
                     target,
                     path,
-                    force,
+                    opts,
                     Finish::RankedTable,
                 ),
                 _ => unreachable!("matched above"),

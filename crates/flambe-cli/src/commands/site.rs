@@ -18,7 +18,11 @@ pub struct Views {
 
 /// Start the site (and TensorBoard) over an experiment folder.
 pub async fn start(dir: &Path, args: &SiteArgs) -> anyhow::Result<Views> {
-    let tensorboard = TensorBoardServer::launch(dir);
+    let tensorboard = if args.no_tensorboard {
+        None
+    } else {
+        TensorBoardServer::launch(dir)
+    };
     let token = (!args.site_host.is_loopback()).then(random_token);
     let opts = SiteOptions {
         bind: SocketAddr::new(args.site_host, args.site_port),

@@ -7,9 +7,15 @@ use std::io::{Read, Write};
 /// GET `path` from `url` (`http://127.0.0.1:PORT[/]` or `127.0.0.1:PORT`):
 /// `(status, body)`, or `None` when nothing answers there (yet).
 pub fn try_get(url: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    try_get_as(url, path, None)
+}
+
+/// [`try_get`] with `Authorization: Bearer TOKEN` where a token is given.
+pub fn try_get_as(url: &str, path: &str, token: Option<&str>) -> Option<(u16, Vec<u8>)> {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut conn = std::net::TcpStream::connect(addr).ok()?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").ok()?;
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw).ok()?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
