@@ -408,7 +408,8 @@ fn an_experiment_runs_on_an_aws_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let cluster = dir.path().join("aws.yaml");
-    // The hosts have no network: Ray is linked in from the test tools.
+    // The hosts have no network: Ray and TensorBoard are linked in from the
+    // test tools (tests/bare_hosts.rs is where flambe installs them).
     std::fs::write(
         &cluster,
         cluster_yaml(
@@ -418,8 +419,11 @@ fn an_experiment_runs_on_an_aws_cluster() {
             &bed.key,
             &bed.user,
             &format!(
-                "setup_cmds:\n  - mkdir -p ~/.flambe && ln -sfn {} ~/.flambe/ray\n",
-                ray.display()
+                "setup_cmds:\n  - mkdir -p ~/.flambe/bin && ln -sfn {} ~/.flambe/ray && ln -sfn {} ~/.flambe/bin/tensorboard\n",
+                ray.display(),
+                flambe_cluster::testbed::tools_dir()
+                    .join("venv/bin/tensorboard")
+                    .display()
             ),
         ),
     )

@@ -138,14 +138,7 @@ pipeline:
 fn winners(results: &Path) -> Vec<String> {
     let rows: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
-    rows.iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {} {}",
-                r["id"], r["parent"], r["params"], r["status"], r["best_metric"]
-            )
-        })
-        .collect()
+    common::essence(&rows)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::try_get_as;
+use common::{essence, try_get_as};
 use flambe_cluster::testbed::missing_prerequisite;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -150,20 +150,6 @@ fn results(dir: &Path, save: &str) -> Vec<Value> {
 }
 
 /// What must be equal between two runs of the same experiment.
-fn essence(rows: &[Value]) -> Vec<(String, String, String, String, String)> {
-    rows.iter()
-        .map(|r| {
-            (
-                r["id"].to_string(),
-                r["parent"].to_string(),
-                r["params"].to_string(),
-                r["status"].to_string(),
-                r["best_metric"].to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
     let Some(ray) = LocalRay::start(6391, 8291) else {

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::essence;
+
 use assert_cmd::Command;
 use flambe_cluster::testbed::{Testbed, available, missing_prerequisite};
 use serde_json::Value;
@@ -49,17 +51,6 @@ pipeline:
     )
     .unwrap();
     config
-}
-
-fn essence(rows: &[Value]) -> Vec<String> {
-    rows.iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {} {}",
-                r["id"], r["parent"], r["params"], r["status"], r["best_metric"]
-            )
-        })
-        .collect()
 }
 
 /// Test hosts with Ray linked in (orchestrator + `factories`), a cluster

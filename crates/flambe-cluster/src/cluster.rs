@@ -32,6 +32,11 @@ pub enum ClusterError {
         total: usize,
         errors: Vec<HostError>,
     },
+    #[error("installing what Ray needs failed on {} of {total} hosts:\n{}\nhint: what did install stays (and is recorded); run the same command again to resume", .errors.len(), list(.errors))]
+    Install {
+        total: usize,
+        errors: Vec<HostError>,
+    },
     #[error("Ray failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
     Ray {
         total: usize,

@@ -260,10 +260,8 @@ pub async fn ensure(
             .map(|(h, p)| provision_host(h, p, &token)),
     )
     .await;
+    // What was installed is recorded even where another host failed.
     let (done, errors) = partition(done);
-    if !errors.is_empty() {
-        return Err(ClusterError::Provision { total, errors });
-    }
     for d in &done {
         if let Some(state) = cluster.state.hosts.iter_mut().find(|s| s.name == d.host) {
             state.installed.extend(d.steps.iter().cloned());
@@ -273,6 +271,9 @@ pub async fn ensure(
         .files
         .save(&cluster.state)
         .map_err(io_err("cannot save the cluster state"))?;
+    if !errors.is_empty() {
+        return Err(ClusterError::Install { total, errors });
+    }
     Ok(done)
 }
 

@@ -108,7 +108,8 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
     })
     .await
     .unwrap();
-    assert_eq!(status, 401, "a call with the user's own token: {body}");
+    assert_eq!(status, 403, "a call with the user's own token: {body}");
+    assert!(body.contains("Invalid authentication token"), "{body}");
     let submit = |n: u32| {
         serde_json::json!({
             "entrypoint": "echo host=$(hostname -I | tr -d ' ') gpu=$CUDA_VISIBLE_DEVICES && sleep 2",

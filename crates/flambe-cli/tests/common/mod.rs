@@ -72,3 +72,17 @@ pub fn write_package(dir: &std::path::Path, name: &str, mark: &str) {
     )
     .unwrap();
 }
+
+/// What two runs of one experiment must agree on, row by row of its
+/// results.json: trial, parent, params, status and best metric.
+#[allow(dead_code)]
+pub fn essence(rows: &[serde_json::Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r["id"], r["parent"], r["params"], r["status"], r["best_metric"]
+            )
+        })
+        .collect()
+}
