@@ -776,3 +776,76 @@ fn extensions_are_installed_into_the_trials_environment_here() {
     assert!(text.contains("broken on purpose"), "{text}");
     assert!(!dir.path().join("runs/bad").exists(), "no trial started");
 }
+
+#[test]
+fn a_second_driver_on_the_same_results_is_refused_and_the_first_finishes_whole() {
+    // Each trial says it started, then waits for the test's go.
+    let exp = Exp::new(
+        "twice",
+        &format!(
+            "pipeline:\n  s: !Stage\n    run: |-\n      touch $T/started-{{i}}; while [ ! -f $T/go ]; do sleep 0.05; done; SCORE={{i}} && {REPORT}\n    params:\n      i: !g [1, 2]\n    metric: score\n    mode: max\n"
+        ),
+    );
+    let bin = assert_cmd::cargo::cargo_bin("flambe");
+    let first = std::process::Command::new(&bin)
+        .arg(&exp.config)
+        .args(["--cpus", "2", "--no-site"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("both trials to start", Duration::from_secs(60), || {
+        exp.path("started-1").exists() && exp.path("started-2").exists()
+    });
+    // A rerun while it runs, and --force while it runs: both refused, both
+    // naming the running driver, neither touching its trials or results.
+    for extra in [&[][..], &["--force"][..]] {
+        let mut second = std::process::Command::new(&bin)
+            .arg(&exp.config)
+            .args(["--cpus", "2", "--no-site"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A second driver that is not refused would wait for `go` forever.
+        let refused = (0..600).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            second.try_wait().unwrap().is_some()
+        });
+        if !refused {
+            let _ = second.kill();
+        }
+        let out = second.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(refused, "a second driver ran beside the first: {stderr}");
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("already running: driver pid {}", first.id())),
+            "{stderr}"
+        );
+        assert!(stderr.contains("flambe site"), "{stderr}");
+    }
+    assert!(!exp.path("runs/twice.old").exists());
+    assert_eq!(
+        std::fs::read_dir(exp.path("runs")).unwrap().count(),
+        2,
+        "only the results folder and its lock file"
+    );
+    std::fs::write(exp.path("go"), "").unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = exp.results("twice");
+    assert_eq!(results.len(), 2);
+    for r in &results {
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["attempts"], 1, "no trial ran twice: {r}");
+        assert!(r["best_metric"].is_number(), "{r}");
+    }
+    // Once it ended, the lock is free again.
+    exp.run_ok();
+}

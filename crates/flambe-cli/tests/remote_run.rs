@@ -18,7 +18,10 @@ fn experiment(dir: &Path, save: &str) -> PathBuf {
     std::fs::create_dir_all(trainer.parent().unwrap()).unwrap();
     std::fs::write(
         &trainer,
-        "#!/bin/sh\ndate +%s.%N > $FLAMBE_OUT/start; sleep 1\nfor step in 1 2 3; do echo \"{\\\"step\\\": $step, \\\"acc\\\": $(python3 -c \"print($1 * $step + $2)\")}\" >> $FLAMBE_METRICS; done\nhostname -I | cut -d' ' -f1 > $FLAMBE_OUT/host\necho \"$CUDA_VISIBLE_DEVICES\" > $FLAMBE_OUT/gpu\ndate +%s.%N > $FLAMBE_OUT/end\n",
+        "#!/bin/sh\ndate +%s.%N > $FLAMBE_OUT/start\n\
+         # Wait (bounded) until another trial runs on this host too, so GPU trials overlap by design.\n\
+         rv=$FLAMBE_OUT/../../../.rendezvous; mkdir -p $rv; touch $rv/$FLAMBE_TRIAL\n\
+         for i in $(seq 1 600); do [ $(ls $rv | wc -l) -ge 2 ] && break; sleep 0.1; done; sleep 0.5\nfor step in 1 2 3; do echo \"{\\\"step\\\": $step, \\\"acc\\\": $(python3 -c \"print($1 * $step + $2)\")}\" >> $FLAMBE_METRICS; done\nhostname -I | cut -d' ' -f1 > $FLAMBE_OUT/host\necho \"$CUDA_VISIBLE_DEVICES\" > $FLAMBE_OUT/gpu\ndate +%s.%N > $FLAMBE_OUT/end\n",
     )
     .unwrap();
     let config = dir.join(format!("{save}.yaml"));

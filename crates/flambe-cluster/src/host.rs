@@ -182,13 +182,18 @@ impl Host {
             ssh.stdin(std::process::Stdio::piped());
         }
         let mut child = ssh.spawn().map_err(fail)?;
-        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-            // A command that exits without reading its input closes the
-            // pipe: its exit status says what happened, not this write.
-            let _ = stdin.write_all(bytes).await;
-            let _ = stdin.shutdown().await;
-        }
-        let out = child.wait_with_output().await.map_err(fail)?;
+        let stdin = child.stdin.take();
+        // Fed while the output is read, so a command that prints as it
+        // reads never blocks on a full pipe. One that exits without reading
+        // closes the pipe: its exit status says what happened, not this write.
+        let feed = async move {
+            if let (Some(bytes), Some(mut stdin)) = (input, stdin) {
+                let _ = stdin.write_all(bytes).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let ((), out) = tokio::join!(feed, child.wait_with_output());
+        let out = out.map_err(fail)?;
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

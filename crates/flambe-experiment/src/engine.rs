@@ -174,6 +174,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -232,6 +234,9 @@ pub async fn run_experiment(
             Ok(env)
         })
         .collect::<Result<Vec<_>>>()?;
+    // Held until this run ends: before `prepare`, which may move the
+    // results aside (`--force`) or recover a dead driver's trials.
+    let _lock = crate::lock::acquire(&dir, &exp.name)?;
     let (store, resumed) = prepare(exp, &dir, opts)?;
     if let Some(py) = &opts.python {
         let path = dir.join("extensions.json");

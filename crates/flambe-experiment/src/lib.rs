@@ -9,12 +9,14 @@
 //!   the surviving trials of the previous stage times its own variants;
 //! - [`engine`] runs the stages on an executor, with retries and the stage's
 //!   scheduler ([`asha`]), recording everything in [`state`] (SQLite, WAL) so
-//!   that a killed run resumes where it was;
+//!   that a killed run resumes where it was, one driver per results folder
+//!   ([`lock`]);
 //! - [`results`] ranks trials, picks survivors (`reduce`) and writes
 //!   `results.csv` / `results.json`.
 
 pub mod asha;
 pub mod engine;
+pub mod lock;
 pub mod plan;
 pub mod results;
 pub mod rng;
