@@ -4,11 +4,15 @@
 # just spawning `bash -c true` N times. Prints a table.
 #
 #   scripts/bench-local.sh [N]
+#   FLAMBE_BIN=~/.cargo/bin/flambe scripts/bench-local.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-500}
-cargo build --release --quiet -p flambe-cli
-BIN=$PWD/target/x86_64-unknown-linux-musl/release/flambe
+# FLAMBE_BIN: a flambe binary already built (e.g. by `cargo install`).
+if [ -z "${FLAMBE_BIN:-}" ]; then
+  cargo build --release --quiet -p flambe-cli
+fi
+BIN=${FLAMBE_BIN:-$PWD/target/x86_64-unknown-linux-musl/release/flambe}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cat > "$WORK/bench.yaml" <<YAML
