@@ -340,19 +340,18 @@ async fn equip_host(
     known_hosts: &str,
     config: &str,
 ) -> Result<String, HostError> {
-    let write =
-        |path: &str, text: &str| format!("umask 077; printf '%s' {} > {path}", shell_quote(text));
     host.check("umask 077; mkdir -p .flambe/cluster").await?;
-    // Through stdin, never a command line; a bare host needs no rsync.
+    // All three through stdin (0600), never on a command line; a bare host
+    // needs no rsync for them.
     let key = std::fs::read(files.key()).map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the cluster key {}: {e}", files.key().display()),
     })?;
     host.write_private(".flambe/cluster/id_ed25519", &key)
         .await?;
-    host.check(&write(".flambe/cluster/known_hosts", known_hosts))
+    host.write_private(".flambe/cluster/known_hosts", known_hosts.as_bytes())
         .await?;
-    host.check(&write(".flambe/cluster/ssh_config", config))
+    host.write_private(".flambe/cluster/ssh_config", config.as_bytes())
         .await?;
     host.check("chmod 700 .flambe/cluster && chmod 600 .flambe/cluster/*")
         .await
