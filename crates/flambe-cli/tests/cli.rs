@@ -22,6 +22,21 @@ fn examples() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
+/// flambe with a HOME that holds the key files the examples name: the
+/// loader checks that `key:` is a private key, as it would for a user.
+fn flambe_with_keys() -> (Command, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad/fake_key");
+    for name in ["id_ed25519", "my-keypair.pem"] {
+        std::fs::copy(&fake, ssh.join(name)).unwrap();
+    }
+    let mut cmd = flambe();
+    cmd.env("HOME", home.path());
+    (cmd, home)
+}
+
 #[test]
 fn every_example_dry_runs_and_prints_its_plan() {
     let mut seen = 0;
@@ -30,7 +45,8 @@ fn every_example_dry_runs_and_prints_its_plan() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let out = stdout_of(flambe().arg(&path).arg("--dry-run"));
+        let (mut cmd, _home) = flambe_with_keys();
+        let out = stdout_of(cmd.arg(&path).arg("--dry-run"));
         assert!(
             out.contains("Dry run: nothing was run, created or changed."),
             "{out}"
@@ -70,24 +86,24 @@ fn quickstart_plan_lists_its_trials_and_creates_nothing() {
 
 #[test]
 fn cluster_dry_runs_list_hosts_and_instances() {
+    let (mut cmd, _home) = flambe_with_keys();
     let ssh = stdout_of(
-        flambe()
-            .arg(examples().join("ssh-cluster.yaml"))
+        cmd.arg(examples().join("ssh-cluster.yaml"))
             .arg("--dry-run"),
     );
     assert!(ssh.contains("lab_factory_1"), "{ssh}");
     assert!(ssh.contains("203.0.113.12 (private 10.0.0.12)"), "{ssh}");
+    let (mut cmd, _home) = flambe_with_keys();
     let aws = stdout_of(
-        flambe()
-            .arg(examples().join("aws-cluster.yaml"))
+        cmd.arg(examples().join("aws-cluster.yaml"))
             .arg("--dry-run"),
     );
     assert!(aws.contains("would create 3 instances"), "{aws}");
     assert!(aws.contains("g4dn.xlarge"), "{aws}");
     assert!(aws.contains("Cluster-Name=sst-cluster"), "{aws}");
+    let (mut cmd, _home) = flambe_with_keys();
     let both = stdout_of(
-        flambe()
-            .arg(examples().join("quickstart.yaml"))
+        cmd.arg(examples().join("quickstart.yaml"))
             .arg("--cluster")
             .arg(examples().join("ssh-cluster.yaml"))
             .arg("--dry-run"),
@@ -96,6 +112,28 @@ fn cluster_dry_runs_list_hosts_and_instances() {
         both.contains("SSH cluster `lab`") && both.contains("Experiment `quickstart`"),
         "{both}"
     );
+}
+
+#[test]
+fn integers_written_as_floats_load_as_integers() {
+    // Flambé's own AWS example writes `volume_size: 100.`.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(examples().join("aws-cluster.yaml"))
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some(("volume_size", _)) => "volume_size: 100.".to_string(),
+            Some(("factories_num", _)) => "factories_num: 2.0".to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = dir.path().join("aws.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let (mut cmd, _home) = flambe_with_keys();
+    let out = stdout_of(cmd.arg(&cfg).arg("--dry-run"));
+    assert!(out.contains("would create 3 instances"), "{out}");
+    assert!(out.contains("100 GB"), "{out}");
 }
 
 #[test]

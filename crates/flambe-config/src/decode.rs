@@ -11,14 +11,19 @@ pub struct Fields<'a> {
     node: &'a Node,
     /// What this mapping is, for messages: "stage `train`", "`!SSHCluster`".
     what: String,
-    entries: Vec<(&'a str, &'a Node, &'a Node, bool)>,
+    entries: Vec<(&'a str, &'a Node, &'a Node)>,
 }
 
 impl<'a> Fields<'a> {
+    /// Takes the mapping's fields, failing at once on any name that is not
+    /// in `known`: a misspelled field is reported where it was written
+    /// (with the name it was probably meant to be) before anything can be
+    /// reported missing because of it.
     pub fn new(
         src: &'a Source,
         node: &'a Node,
         what: impl Into<String>,
+        known: &[&str],
     ) -> Result<Self, ConfigError> {
         let what = what.into();
         let NodeKind::Map(entries) = &node.kind else {
@@ -27,7 +32,7 @@ impl<'a> Fields<'a> {
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
             match &k.kind {
-                NodeKind::Scalar { value, .. } => out.push((value.as_str(), k, v, false)),
+                NodeKind::Scalar { value, .. } => out.push((value.as_str(), k, v)),
                 _ => {
                     return Err(src
                         .error_at(
@@ -38,6 +43,19 @@ impl<'a> Fields<'a> {
                         .expected("`name: value` pairs"));
                 }
             }
+        }
+        if let Some((name, key, _)) = out.iter().find(|(name, _, _)| !known.contains(name)) {
+            let mut err = src
+                .error_at(
+                    key.pos,
+                    key.width,
+                    format!("unknown field `{name}` in {what}"),
+                )
+                .expected(format!("one of: {}", known.join(", ")));
+            if let Some(close) = closest(name, known) {
+                err = err.hint(format!("did you mean `{close}`?"));
+            }
+            return Err(err);
         }
         Ok(Fields {
             src,
@@ -60,9 +78,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn optional(&mut self, key: &str) -> Option<&'a Node> {
-        let entry = self.entries.iter_mut().find(|e| e.0 == key)?;
-        entry.3 = true;
-        Some(entry.2)
+        self.entries.iter().find(|e| e.0 == key).map(|e| e.2)
     }
 
     pub fn required(&mut self, key: &str, expected: &str) -> Result<&'a Node, ConfigError> {
@@ -77,28 +93,6 @@ impl<'a> Fields<'a> {
                 )
                 .expected(format!("`{key}:` with {expected}"))),
         }
-    }
-
-    /// Fails on the first field that was never read, suggesting a close name.
-    pub fn finish(self, known: &[&str]) -> Result<(), ConfigError> {
-        for (name, key, _, used) in &self.entries {
-            if *used {
-                continue;
-            }
-            let mut err = self
-                .src
-                .error_at(
-                    key.pos,
-                    key.width,
-                    format!("unknown field `{name}` in {}", self.what),
-                )
-                .expected(format!("one of: {}", known.join(", ")));
-            if let Some(close) = closest(name, known) {
-                err = err.hint(format!("did you mean `{close}`?"));
-            }
-            return Err(err);
-        }
-        Ok(())
     }
 }
 
@@ -179,17 +173,32 @@ pub fn nonempty_string(src: &Source, node: &Node, what: &str) -> Result<String, 
 }
 
 pub fn int(src: &Source, node: &Node, what: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    // The value as written: `1e20`, not its twenty-one digits.
+    let written = match &node.kind {
+        NodeKind::Scalar { value, .. } => value.chars().take(40).collect::<String>(),
+        _ => String::new(),
+    };
+    let out_of_range = || {
+        src.error_at(
+            node.pos,
+            node.width,
+            format!("{what} is out of range: {written}"),
+        )
+        .expected(range_text(min, max))
+    };
     match scalar(src, node, what)? {
         Scalar::Int(i) if (min..=max).contains(&i) => Ok(i),
-        Scalar::Int(i) => Err(src
-            .error_at(node.pos, node.width, format!("{what} is out of range: {i}"))
-            .expected(range_text(min, max))),
-        _ => Err(type_error(
-            src,
-            node,
-            what,
-            &format!("an integer ({})", range_text(min, max)),
-        )),
+        Scalar::Int(_) => Err(out_of_range()),
+        // `volume_size: 100.` (as Flambé's own AWS example writes it) is the
+        // integer 100; a fraction, NaN or infinity is not an integer at all.
+        Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+            if f >= min as f64 && f <= max as f64 {
+                Ok(f as i64)
+            } else {
+                Err(out_of_range())
+            }
+        }
+        _ => Err(type_error(src, node, what, &range_text(min, max))),
     }
 }
 

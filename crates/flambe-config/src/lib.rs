@@ -17,8 +17,12 @@
 //! 3. Every failure is a [`ConfigError`]: file:line:column, the offending line
 //!    quoted with a caret, what was expected, and a hint where one helps.
 //!
+//!    [`checks`] holds what a value is checked against outside the YAML:
+//!    login names, key files, local paths a run reads.
+//!
 //! Nothing downstream re-validates: a loaded config is a valid config.
 
+pub mod checks;
 pub mod decode;
 pub mod emit;
 pub mod error;

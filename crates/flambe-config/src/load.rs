@@ -1,5 +1,6 @@
 //! From YAML nodes to typed runnables, validating as it goes.
 
+use crate::checks;
 use crate::decode::{self, Fields, closest, no_tag, type_error};
 use crate::error::{ConfigError, Source};
 use crate::model::*;
@@ -260,7 +261,11 @@ impl Cx<'_> {
                 self.word(key, &name, "resource")?;
                 let what = format!("resource `{name}`");
                 let location = match value.tag.as_deref() {
-                    None => ResourceLocation::Local(self.path(value, &what)?),
+                    None => {
+                        let path = self.path(value, &what)?;
+                        checks::existing_path(self.src, value, &what, &path)?;
+                        ResourceLocation::Local(path)
+                    }
                     Some("!cluster") => {
                         let NodeKind::Scalar { value: path, .. } = &value.kind else {
                             return Err(type_error(
@@ -346,8 +351,8 @@ impl Cx<'_> {
                 let cpus = decode::number(self.src, node, "`cpus`")?;
                 if cpus <= 0.0 || cpus > 4096.0 {
                     return Err(self
-                        .err(node, format!("`cpus: {cpus}` is out of range"))
-                        .expected("a number of CPUs per trial above 0 (fractions allowed)"));
+                        .err(node, "`cpus` is out of range".to_string())
+                        .expected("a number of CPUs per trial above 0 and at most 4096 (fractions allowed)"));
                 }
                 Ok(cpus)
             }
@@ -367,21 +372,43 @@ impl Cx<'_> {
         };
         let expected = "seconds, or a duration such as `90s`, `30m`, `2h` or `1h30m`";
         let seconds = match decode::scalar(self.src, node, "`timeout`")? {
-            Scalar::Int(i) if i > 0 => Some(i as f64),
-            Scalar::Float(f) if f > 0.0 && f.is_finite() => Some(f),
+            Scalar::Int(i) => Some(i as f64),
+            Scalar::Float(f) => Some(f),
             Scalar::Str(s) => parse_duration(s),
             _ => None,
         };
-        match seconds {
-            Some(s) => Ok(Some(Duration::from_secs_f64(s))),
-            None => Err(type_error(self.src, node, "`timeout`", expected)),
+        let Some(seconds) = seconds else {
+            return Err(type_error(self.src, node, "`timeout`", expected));
+        };
+        // NaN fails both comparisons, so it lands here too.
+        if !(seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS) {
+            return Err(self
+                .err(node, "`timeout` is out of range".to_string())
+                .expected(format!(
+                    "a duration above 0 and at most 365 days ({MAX_TIMEOUT_SECONDS} seconds)"
+                )));
         }
+        Ok(Some(Duration::from_secs_f64(seconds)))
     }
 
     // ----- !Experiment -----------------------------------------------------
 
     fn experiment(&self, node: &Node) -> Result<Experiment, ConfigError> {
-        let mut f = Fields::new(self.src, node, "`!Experiment`")?;
+        let mut f = Fields::new(
+            self.src,
+            node,
+            "`!Experiment`",
+            &[
+                "name",
+                "save_path",
+                "resources",
+                "seed",
+                "max_failures",
+                "env",
+                "devices",
+                "pipeline",
+            ],
+        )?;
         let name = self.name(&mut f)?;
         let save_path = match f.optional("save_path") {
             Some(n) => self.path(n, "`save_path`")?,
@@ -402,16 +429,6 @@ impl Cx<'_> {
             None => Devices::default(),
         };
         let pipeline_node = f.required("pipeline", "a mapping of stage names to `!Stage`")?;
-        f.finish(&[
-            "name",
-            "save_path",
-            "resources",
-            "seed",
-            "max_failures",
-            "env",
-            "devices",
-            "pipeline",
-        ])?;
 
         let mut pipeline = Vec::new();
         let stage_entries = decode::entries(self.src, pipeline_node, "`pipeline`")?;
@@ -448,26 +465,44 @@ impl Cx<'_> {
     }
 
     fn devices(&self, node: &Node) -> Result<Devices, ConfigError> {
-        let mut f = Fields::new(self.src, node, "`devices`")?;
+        let mut f = Fields::new(self.src, node, "`devices`", &["cpus", "gpus"])?;
         let cpus = f.optional("cpus").map(|n| self.cpus_value(n)).transpose()?;
         let gpus = f
             .optional("gpus")
             .map(|n| decode::int(self.src, n, "`devices.gpus`", 0, 1024).map(|g| g as u32))
             .transpose()?;
-        f.finish(&["cpus", "gpus"])?;
         Ok(Devices { cpus, gpus })
     }
 
     fn cpus_value(&self, node: &Node) -> Result<f64, ConfigError> {
         let cpus = decode::number(self.src, node, "`devices.cpus`")?;
-        if cpus <= 0.0 {
-            return Err(self.err(node, "`devices.cpus` must be above 0".into()));
+        if cpus <= 0.0 || cpus > 65_536.0 {
+            return Err(self
+                .err(node, "`devices.cpus` is out of range".to_string())
+                .expected("a number of CPUs above 0 and at most 65536"));
         }
         Ok(cpus)
     }
 
     fn stage(&self, name: &str, node: &Node) -> Result<Stage, ConfigError> {
-        let mut f = Fields::new(self.src, node, format!("stage `{name}`"))?;
+        let mut f = Fields::new(
+            self.src,
+            node,
+            format!("stage `{name}`"),
+            &[
+                "run",
+                "params",
+                "samples",
+                "cpus",
+                "gpus",
+                "metric",
+                "mode",
+                "reduce",
+                "scheduler",
+                "timeout",
+                "env",
+            ],
+        )?;
         let run_node = f.required(
             "run",
             "the command to run, e.g. `python train.py --lr {lr}`",
@@ -539,19 +574,6 @@ impl Cx<'_> {
         }
         let timeout = self.timeout(&mut f)?;
         let env = self.env(&mut f)?;
-        f.finish(&[
-            "run",
-            "params",
-            "samples",
-            "cpus",
-            "gpus",
-            "metric",
-            "mode",
-            "reduce",
-            "scheduler",
-            "timeout",
-            "env",
-        ])?;
         let stage = Stage {
             name: name.to_string(),
             run,
@@ -613,6 +635,14 @@ impl Cx<'_> {
         let bounds = |items: &[&Node]| -> Result<(f64, f64), ConfigError> {
             let low = decode::number(self.src, items[0], &format!("the low bound of {what}"))?;
             let high = decode::number(self.src, items[1], &format!("the high bound of {what}"))?;
+            if !(high - low).is_finite() {
+                return Err(self
+                    .err(
+                        node,
+                        format!("{what}: `{tag} [{low}, {high}]` is too wide to sample"),
+                    )
+                    .expected("bounds whose difference is a finite number"));
+            }
             if low >= high {
                 return Err(self
                     .err(
@@ -739,7 +769,12 @@ impl Cx<'_> {
                     .expected("`!ASHA {max_t: 20, grace_period: 2, reduction_factor: 3}`"));
             }
         }
-        let mut f = Fields::new(self.src, node, "`!ASHA`")?;
+        let mut f = Fields::new(
+            self.src,
+            node,
+            "`!ASHA`",
+            &["max_t", "grace_period", "reduction_factor"],
+        )?;
         let mut get = |key: &str, min: i64, default: u64| -> Result<u64, ConfigError> {
             Ok(match f.optional(key) {
                 Some(n) => {
@@ -751,7 +786,6 @@ impl Cx<'_> {
         let max_t = get("max_t", 1, 100)?;
         let grace_period = get("grace_period", 1, 1)?;
         let reduction_factor = get("reduction_factor", 2, 4)?;
-        f.finish(&["max_t", "grace_period", "reduction_factor"])?;
         if grace_period > max_t {
             return Err(self
                 .err(
@@ -809,7 +843,21 @@ impl Cx<'_> {
     // ----- !Script ---------------------------------------------------------
 
     fn script(&self, node: &Node) -> Result<Script, ConfigError> {
-        let mut f = Fields::new(self.src, node, "`!Script`")?;
+        let mut f = Fields::new(
+            self.src,
+            node,
+            "`!Script`",
+            &[
+                "name",
+                "run",
+                "save_path",
+                "resources",
+                "env",
+                "cpus",
+                "gpus",
+                "timeout",
+            ],
+        )?;
         let name = self.name(&mut f)?;
         let run_node = f.required("run", "the command to run")?;
         let run = Template::parse(&decode::nonempty_string(self.src, run_node, "`run`")?);
@@ -822,16 +870,6 @@ impl Cx<'_> {
         let cpus = self.cpus(&mut f)?;
         let gpus = self.gpus(&mut f)?;
         let timeout = self.timeout(&mut f)?;
-        f.finish(&[
-            "name",
-            "run",
-            "save_path",
-            "resources",
-            "env",
-            "cpus",
-            "gpus",
-            "timeout",
-        ])?;
         for (path, _) in run.references() {
             let ok = match classify(path) {
                 Ref::Out | Ref::Trial => true,
@@ -890,7 +928,9 @@ impl Cx<'_> {
 
     fn host(&self, node: &Node, what: &str) -> Result<String, ConfigError> {
         let host = decode::nonempty_string(self.src, node, what)?;
+        // A leading `-` would read as an option to ssh or rsync.
         let ok = host.len() <= 253
+            && !host.starts_with('-')
             && host
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
@@ -910,7 +950,21 @@ impl Cx<'_> {
     }
 
     fn ssh_cluster(&self, node: &Node) -> Result<SshCluster, ConfigError> {
-        let mut f = Fields::new(self.src, node, "`!SSHCluster`")?;
+        let mut f = Fields::new(
+            self.src,
+            node,
+            "`!SSHCluster`",
+            &[
+                "name",
+                "orchestrator_ip",
+                "factories_ips",
+                "username",
+                "key",
+                "use_public",
+                "port",
+                "setup_cmds",
+            ],
+        )?;
         let name = self.name(&mut f)?;
         let orch_node = f.required(
             "orchestrator_ip",
@@ -944,11 +998,13 @@ impl Cx<'_> {
         }
         let username_node = f.required("username", "the user to log in as on every host")?;
         let username = decode::nonempty_string(self.src, username_node, "`username`")?;
+        checks::login_name(self.src, username_node, "`username`", &username)?;
         let key_node = f.required(
             "key",
             "the path of your private SSH key, e.g. `~/.ssh/id_ed25519`",
         )?;
         let key = self.path(key_node, "`key`")?;
+        checks::private_key_file(self.src, key_node, "`key`", &key)?;
         let use_public = match f.optional("use_public") {
             Some(n) => decode::boolean(self.src, n, "`use_public`")?,
             None => true,
@@ -958,16 +1014,6 @@ impl Cx<'_> {
             None => 22,
         };
         let setup_cmds = self.setup_cmds(&mut f)?;
-        f.finish(&[
-            "name",
-            "orchestrator_ip",
-            "factories_ips",
-            "username",
-            "key",
-            "use_public",
-            "port",
-            "setup_cmds",
-        ])?;
         Ok(SshCluster {
             name,
             orchestrator,
@@ -981,7 +1027,34 @@ impl Cx<'_> {
     }
 
     fn aws_cluster(&self, node: &Node) -> Result<AwsCluster, ConfigError> {
-        let mut f = Fields::new(self.src, node, "`!AWSCluster`")?;
+        let mut f = Fields::new(
+            self.src,
+            node,
+            "`!AWSCluster`",
+            &[
+                "name",
+                "factories_num",
+                "factories_type",
+                "orchestrator_type",
+                "orchestrator_timeout",
+                "factories_timeout",
+                "creator",
+                "key_name",
+                "key",
+                "tags",
+                "subnet_id",
+                "security_group",
+                "volume_size",
+                "volume_type",
+                "orchestrator_ami",
+                "factory_ami",
+                "region_name",
+                "username",
+                "dedicated",
+                "use_public",
+                "setup_cmds",
+            ],
+        )?;
         let name = self.name(&mut f)?;
         let text = |f: &mut Fields<'_>, key: &str, expected: &str| -> Result<String, ConfigError> {
             let n = f.required(key, expected)?;
@@ -1042,6 +1115,7 @@ impl Cx<'_> {
         let key_name = text(&mut f, "key_name", "the name of an EC2 key pair")?;
         let key_node = f.required("key", "the path of the private key of `key_name`")?;
         let key = self.path(key_node, "`key`")?;
+        checks::private_key_file(self.src, key_node, "`key`", &key)?;
         let tags = match f.optional("tags") {
             Some(n) => decode::entries(self.src, n, "`tags`")?
                 .into_iter()
@@ -1079,7 +1153,14 @@ impl Cx<'_> {
         let orchestrator_ami = opt_text(&mut f, "orchestrator_ami")?;
         let factory_ami = opt_text(&mut f, "factory_ami")?;
         let region_name = opt_text(&mut f, "region_name")?;
-        let username = opt_text(&mut f, "username")?.unwrap_or_else(|| "ubuntu".to_string());
+        let username = match f.optional("username") {
+            Some(n) => {
+                let name = decode::nonempty_string(self.src, n, "`username`")?;
+                checks::login_name(self.src, n, "`username`", &name)?;
+                name
+            }
+            None => "ubuntu".to_string(),
+        };
         let dedicated = match f.optional("dedicated") {
             Some(n) => decode::boolean(self.src, n, "`dedicated`")?,
             None => false,
@@ -1089,29 +1170,6 @@ impl Cx<'_> {
             None => true,
         };
         let setup_cmds = self.setup_cmds(&mut f)?;
-        f.finish(&[
-            "name",
-            "factories_num",
-            "factories_type",
-            "orchestrator_type",
-            "orchestrator_timeout",
-            "factories_timeout",
-            "creator",
-            "key_name",
-            "key",
-            "tags",
-            "subnet_id",
-            "security_group",
-            "volume_size",
-            "volume_type",
-            "orchestrator_ami",
-            "factory_ami",
-            "region_name",
-            "username",
-            "dedicated",
-            "use_public",
-            "setup_cmds",
-        ])?;
         Ok(AwsCluster {
             name,
             factories_num,
@@ -1290,6 +1348,10 @@ fn untagged(node: &Node) -> Node {
 }
 
 /// `90`, `90s`, `30m`, `2h`, `1h30m`, `1.5h` → seconds.
+/// The longest trial timeout: a year. Anything longer is a typo, and a
+/// value past `Duration`'s range would not be representable at all.
+const MAX_TIMEOUT_SECONDS: f64 = 365.0 * 86400.0;
+
 pub fn parse_duration(text: &str) -> Option<f64> {
     let text = text.trim();
     if text.is_empty() {
@@ -1320,7 +1382,7 @@ pub fn parse_duration(text: &str) -> Option<f64> {
         }
         total += number.parse::<f64>().ok()?;
     }
-    (total > 0.0).then_some(total)
+    Some(total)
 }
 
 #[cfg(test)]
