@@ -105,26 +105,37 @@ impl ClusterFiles {
 
     /// The `ssh_config` that every ssh invocation of this cluster uses.
     pub fn write_ssh_config(&self, state: &ClusterState) -> std::io::Result<()> {
+        let known_hosts = ssh_config_path(&self.known_hosts())?;
+        let key = ssh_config_path(&self.key())?;
         let mut text = format!(
             "# Written by flambe for cluster `{}`; regenerated on every run.\n\
              Host *\n  IdentitiesOnly yes\n  BatchMode yes\n  PasswordAuthentication no\n  \
              KbdInteractiveAuthentication no\n  HashKnownHosts no\n  StrictHostKeyChecking accept-new\n  \
              UserKnownHostsFile {}\n  ConnectTimeout 10\n  ServerAliveInterval 15\n  LogLevel ERROR\n",
-            state.name,
-            self.known_hosts().display()
+            state.name, known_hosts
         );
         for h in &state.hosts {
             text.push_str(&format!(
                 "\nHost {}\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n",
-                h.name,
-                h.connect,
-                state.port,
-                state.username,
-                self.key().display()
+                h.name, h.connect, state.port, state.username, key
             ));
         }
         write_private(&self.ssh_config(), text.as_bytes())
     }
+}
+
+/// A local path as an ssh_config argument: double-quoted (a home folder may
+/// hold spaces) with `%` doubled (ssh expands `%d`, `%u`… in these fields).
+/// A quote or a line break cannot be written there at all.
+fn ssh_config_path(path: &Path) -> std::io::Result<String> {
+    let text = path.display().to_string();
+    if text.contains(['"', '\n', '\r']) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{text}` holds a quote or a line break, which ssh_config cannot take"),
+        ));
+    }
+    Ok(format!("\"{}\"", text.replace('%', "%%")))
 }
 
 /// Write a file readable by its owner only (0600), atomically.

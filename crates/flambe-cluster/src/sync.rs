@@ -2,16 +2,18 @@
 //! (its ssh_config, key and pinned host keys), riding on the host's
 //! multiplexed connection.
 
-use crate::host::{Host, HostError};
+use crate::host::{Host, HostError, shell_quote};
 use crate::state::ClusterFiles;
 use std::path::Path;
 use tokio::process::Command;
 
+/// rsync's `-e`: rsync splits it into words itself, honouring quotes, so
+/// the paths are quoted (a home folder may hold spaces).
 fn ssh_command(files: &ClusterFiles, host: &Host) -> String {
     format!(
         "ssh -F {} -o ControlPath={}",
-        files.ssh_config().display(),
-        host.control_socket().display()
+        shell_quote(&files.ssh_config().display().to_string()),
+        shell_quote(&host.control_socket().display().to_string())
     )
 }
 
