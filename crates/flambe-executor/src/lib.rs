@@ -21,7 +21,7 @@ pub mod pyenv;
 pub mod ray;
 pub mod wrapper;
 
-pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_stale_group};
+pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_marked, marker_of};
 pub use metrics::{MetricLine, parse_metric_line};
 pub use ray::RayExecutor;
 
@@ -44,7 +44,13 @@ pub trait Executor: Send {
     fn cancel_all(&self);
     /// Where jobs run, as the results table names it (`local`, `ray`).
     fn host(&self) -> &str;
+    /// Stop what is left of jobs an earlier driver started, known by the
+    /// `FLAMBE_OUT` each had (`outs`), and return once they are gone: a
+    /// rerun never runs a trial beside its own leftover.
+    fn stop_leftovers<'a>(&'a self, outs: &'a [PathBuf]) -> BoxFuture<'a, ()>;
 }
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// One run of one command.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

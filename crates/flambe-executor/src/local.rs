@@ -1,8 +1,11 @@
 //! Jobs as child processes of this one.
 //!
 //! Each job runs `bash -c COMMAND` in its own process group, with stdout and
-//! stderr appended to its files, and dies with this process (PDEATHSIG) so a
-//! killed driver leaves no orphan training behind. The metrics file is read
+//! stderr appended to its files; its leader dies with this process
+//! (PDEATHSIG). Everything the job starts carries its `FLAMBE_OUT` in its
+//! environment, however it forks, so what outlives the leader (a pipeline's
+//! other members, `cmd &`, `setsid`) is found and killed when the job ends,
+//! and by the next driver when this one was killed. The metrics file is read
 //! while the job runs, every 100 ms. GPUs are handed out by index through
 //! `CUDA_VISIBLE_DEVICES`; a job without GPUs gets an empty one (no GPU).
 
@@ -46,21 +49,54 @@ pub fn detect_gpus() -> u32 {
         })
 }
 
-/// Kill what is left of a job a previous driver started (its process group),
-/// but only if that group's leader still carries `marker` (e.g.
-/// `FLAMBE_OUT=/path`) in its environment: a recycled pid is left alone.
-/// Returns whether a group was killed.
-pub fn kill_stale_group(pgid: i64, marker: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pgid}/environ")) else {
-        return false;
+/// The environment variable every process of a job inherits, whatever
+/// it forks: how a job's processes are found once its leader is gone.
+pub const MARKER_VAR: &str = "FLAMBE_OUT";
+
+/// `FLAMBE_OUT=<out>`, the exact entry a job's processes carry.
+pub fn marker_of(env: &[(String, String)]) -> Option<String> {
+    env.iter()
+        .find(|(k, _)| k == MARKER_VAR)
+        .map(|(k, v)| format!("{k}={v}"))
+}
+
+/// This machine's processes (other than this one) whose environment holds
+/// `marker`. A pipeline's members, `cmd &`, `setsid` and double forks all
+/// inherit it, and it outlives the job's leader and its process group. A
+/// process that replaces its whole environment (`env -i`) is not found.
+fn marked_processes(marker: &[u8]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    let ours = environ
-        .split(|b| *b == 0)
-        .any(|var| var == marker.as_bytes());
-    if ours {
-        signal_group(pgid as u32, libc::SIGKILL);
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            // Other users' processes are unreadable, zombies read empty.
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker))
+        })
+        .collect()
+}
+
+/// Kill every process that carries `marker`, looking again until none is
+/// left (one may fork while the others die). Returns whether any was found.
+pub fn kill_marked(marker: &str) -> bool {
+    let mut found = false;
+    for _ in 0..100 {
+        let pids = marked_processes(marker.as_bytes());
+        if pids.is_empty() {
+            break;
+        }
+        found = true;
+        for pid in pids {
+            // SAFETY: plain syscall on a pid read from /proc just now.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
-    ours
+    found
 }
 
 struct Running {
@@ -100,6 +136,14 @@ impl LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
+    fn stop_leftovers<'a>(&'a self, outs: &'a [std::path::PathBuf]) -> crate::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for out in outs {
+                kill_marked(&format!("{MARKER_VAR}={}", out.display()));
+            }
+        })
+    }
+
     fn fits(&self, cpus: f64, gpus: u32) -> bool {
         self.cpus_used + cpus <= self.cpus_total + 1e-9
             && (!self.manage_gpus || self.gpus_free.len() >= gpus as usize)
@@ -258,8 +302,12 @@ async fn supervise(
             }
         }
     };
-    // Whatever the command left running in its group goes with it.
+    // Whatever the command left running goes with it: its group, and what
+    // left the group (`setsid`, double forks) by the variable they inherit.
     signal_group(pid, libc::SIGKILL);
+    if let Some(marker) = marker_of(&spec.env) {
+        kill_marked(&marker);
+    }
     for copier in copiers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
     }

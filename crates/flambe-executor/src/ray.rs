@@ -90,7 +90,66 @@ impl RayExecutor {
     }
 }
 
+impl RayExecutor {
+    /// The submission ids of live jobs (pending or running) that an earlier
+    /// driver started for one of `outs`, by the metadata each carries.
+    async fn live_jobs_for(&self, outs: &[std::path::PathBuf]) -> Result<Vec<String>, String> {
+        let wanted: Vec<String> = outs.iter().map(|o| o.display().to_string()).collect();
+        let jobs: Vec<Value> = self
+            .client
+            .get(format!("{}/api/jobs/", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(jobs
+            .iter()
+            .filter(|j| matches!(j["status"].as_str(), Some("PENDING" | "RUNNING")))
+            .filter(|j| {
+                j["metadata"][OUT_METADATA]
+                    .as_str()
+                    .is_some_and(|o| wanted.iter().any(|w| w == o))
+            })
+            .filter_map(|j| j["submission_id"].as_str().map(str::to_string))
+            .collect())
+    }
+}
+
+/// The job metadata key that names a job's `FLAMBE_OUT`.
+const OUT_METADATA: &str = "flambe_out";
+/// How long leftover jobs get to end once stopped. Ray sends SIGTERM, then
+/// SIGKILL a few seconds later; the wrapper kills its trial on SIGTERM.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(60);
+
 impl Executor for RayExecutor {
+    fn stop_leftovers<'a>(&'a self, outs: &'a [std::path::PathBuf]) -> crate::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if outs.is_empty() {
+                return;
+            }
+            let Ok(live) = self.live_jobs_for(outs).await else {
+                return;
+            };
+            for id in &live {
+                let _ = self
+                    .client
+                    .post(format!("{}/api/jobs/{id}/stop", self.base))
+                    .send()
+                    .await;
+            }
+            let deadline = tokio::time::Instant::now() + LEFTOVER_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                match self.live_jobs_for(outs).await {
+                    Ok(still) if still.is_empty() => break,
+                    Err(_) => break,
+                    Ok(_) => tokio::time::sleep(POLL).await,
+                }
+            }
+        })
+    }
+
     fn fits(&self, _cpus: f64, _gpus: u32) -> bool {
         self.running.len() < self.max_in_flight
     }
@@ -154,9 +213,13 @@ impl RayJob {
     }
 
     async fn submit(&self, spec: &JobSpec, flambe: &str) -> Result<(), String> {
+        let out = crate::marker_of(&spec.env)
+            .and_then(|m| m.split_once('=').map(|(_, v)| v.to_string()))
+            .unwrap_or_default();
         let body = json!({
             "entrypoint": format!("{flambe} trial-run {}", encode_spec(spec)),
             "submission_id": self.submission,
+            "metadata": { OUT_METADATA: out },
             "entrypoint_num_cpus": spec.cpus,
             "entrypoint_num_gpus": spec.gpus,
         });

@@ -240,10 +240,35 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
 /// The trial's command as a local job on this node; relays its events and
 /// returns its exit code and outcome message.
 async fn run_local_job(spec: JobSpec) -> (i32, Message) {
+    let marker = crate::marker_of(&spec.env);
+    // Leftovers of an earlier attempt of this trial on this node (its
+    // wrapper was killed outright) go before the trial starts again.
+    if let Some(m) = &marker {
+        crate::kill_marked(m);
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut local = LocalExecutor::new(spec.cpus.max(0.01), 0, tx).keep_gpu_env();
     local.launch(JobSpec { echo: true, ..spec });
-    while let Some(event) = rx.recv().await {
+    let stopped = stop_signal();
+    tokio::pin!(stopped);
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            signal = &mut stopped => {
+                // Ray stops a job with SIGTERM, then SIGKILL: the trial and
+                // all it started go now, not with the wrapper's group only.
+                if let Some(m) = &marker {
+                    crate::kill_marked(m);
+                }
+                let message = Message::Outcome {
+                    exited: None,
+                    detail: format!("stopped by signal {signal}"),
+                    timed_out: false,
+                };
+                return (128 + signal, message);
+            }
+        };
+        let Some(event) = event else { break };
         match event {
             JobEvent::Metric { line, metric, .. } => say(&Message::Metric { line, metric }),
             JobEvent::BadMetricLine { line, error, .. } => say(&Message::BadLine { line, error }),
@@ -275,6 +300,24 @@ async fn run_local_job(spec: JobSpec) -> (i32, Message) {
         timed_out: false,
     };
     (1, lost)
+}
+
+/// The first of SIGTERM, SIGINT or SIGHUP; never, where they cannot be
+/// watched.
+async fn stop_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => libc::SIGTERM,
+        _ = int.recv() => libc::SIGINT,
+        _ = hup.recv() => libc::SIGHUP,
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use crate::state::{Status, Store, Trial};
 use flambe_config::template::{Ref, classify};
 use flambe_config::{EnvValue, EnvVar, Experiment, ResourceLocation, Scheduler, Stage};
 use flambe_executor::{
-    Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, kill_stale_group,
+    Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, kill_marked,
+    local::MARKER_VAR,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -543,12 +544,13 @@ impl Engine<'_> {
     }
 
     async fn run_stages(&mut self) -> Result<Report> {
+        // Trials an earlier driver left running: whatever is left of them
+        // (here, or as Ray jobs) goes before any of them runs again.
         let stale = self.state(self.store.recover())?;
-        for t in stale {
-            if let Some(pgid) = t.pgid {
-                let marker = format!("FLAMBE_OUT={}", self.out_dir(&t.id).display());
-                kill_stale_group(pgid, &marker);
-            }
+        let outs: Vec<PathBuf> = stale.iter().map(|t| self.out_dir(&t.id)).collect();
+        self.executor.stop_leftovers(&outs).await;
+        for out in &outs {
+            kill_marked(&format!("{MARKER_VAR}={}", out.display()));
         }
         let mut parents: Vec<Option<Trial>> = vec![None];
         for (index, stage) in self.exp.pipeline.iter().enumerate() {
@@ -690,7 +692,7 @@ impl Engine<'_> {
             }
         };
         let mut env = vec![
-            ("FLAMBE_OUT".to_string(), out.display().to_string()),
+            (MARKER_VAR.to_string(), out.display().to_string()),
             (
                 "FLAMBE_METRICS".to_string(),
                 dir.join("metrics.jsonl").display().to_string(),

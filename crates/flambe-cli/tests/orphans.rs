@@ -1,0 +1,156 @@
+//! Trials never outlive their driver, however their command forks: a
+//! pipeline, `cmd &`, `setsid`, a double fork, `nohup`. A SIGKILLed driver
+//! leaves processes behind (its trials' leaders die with it, the rest is
+//! re-parented), and the next run of the same command kills every one of
+//! them before it runs the trials again. A trial that ends takes what it
+//! started with it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Each way of forking, as a trial's command. `hold NAME` records its pid
+/// under `$T/pids/` and sleeps; the last `hold` keeps the trial running.
+const STYLES: &[(&str, &str)] = &[
+    ("pipeline", "$T/hold pipe-a | $T/hold pipe-b"),
+    ("background", "$T/hold bg & $T/hold bg-fg"),
+    ("setsid", "setsid $T/hold setsid & $T/hold setsid-fg"),
+    (
+        "double-fork",
+        "( setsid $T/hold double & ) ; $T/hold double-fg",
+    ),
+    (
+        "nohup",
+        "nohup $T/hold nohup > /dev/null 2>&1 & $T/hold nohup-fg",
+    ),
+];
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (name, pid) of every `hold` started so far.
+fn holds(dir: &Path) -> Vec<(String, i32)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let (what, pid) = name.rsplit_once('.')?;
+            Some((what.to_string(), pid.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Whether `pid` is still a live `hold` of this test (not a zombie, not a
+/// recycled pid).
+fn alive(pid: i32, scratch: &Path) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    if stat.is_empty() || state == Some(Some('Z')) {
+        return false;
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let needle = format!("T={}", scratch.display());
+    environ.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+}
+
+fn setup(dir: &Path) -> PathBuf {
+    let hold = dir.join("hold");
+    std::fs::write(
+        &hold,
+        "#!/bin/sh\n: > \"$T/pids/$1.$$\"\nif [ -f \"$T/second\" ]; then exit 0; fi\nexec sleep 1000\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hold, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(dir.join("pids")).unwrap();
+    let styles: Vec<&str> = STYLES.iter().map(|(name, _)| *name).collect();
+    let cases: String = STYLES
+        .iter()
+        .map(|(name, cmd)| format!("        {name}) {cmd} ;;\n"))
+        .collect();
+    // On the rerun (`$T/second` exists) each trial forks the same way once
+    // more, but its `hold`s return at once, then it reports and ends.
+    let config = dir.join("exp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "!Experiment\nname: forks\nsave_path: ./runs\nenv:\n  T: {}\npipeline:\n  s: !Stage\n    run: |-\n      case {{style}} in\n{cases}      esac\n      [ -f $T/second ] && setsid sh -c 'sleep 1000' & \n      echo '{{\"step\": 1, \"ok\": 1}}' >> $FLAMBE_METRICS\n    params:\n      style: !g [{}]\n    metric: ok\n    mode: max\n",
+            dir.display(),
+            styles.join(", ")
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn a_killed_drivers_trials_are_killed_by_the_rerun_however_they_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_path_buf();
+    let config = setup(&scratch);
+    let bin = assert_cmd::cargo::cargo_bin("flambe");
+    let mut driver = std::process::Command::new(&bin)
+        .arg(&config)
+        .args(["--cpus", "8", "--no-site"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = scratch.join("pids");
+    // Two `hold`s per style.
+    wait_for("every trial's processes", Duration::from_secs(60), || {
+        holds(&pids).len() >= 2 * STYLES.len()
+    });
+    driver.kill().unwrap(); // SIGKILL: no cleanup of its own
+    driver.wait().unwrap();
+    let first = holds(&pids);
+    // The trials' leaders (bash) die with the driver; what they forked does
+    // not. (Were nothing left, this test would prove nothing.)
+    let survivors: Vec<&(String, i32)> =
+        first.iter().filter(|(_, p)| alive(*p, &scratch)).collect();
+    assert!(
+        !survivors.is_empty(),
+        "nothing outlived the driver: {first:?}"
+    );
+
+    std::fs::write(scratch.join("second"), "").unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg(&config)
+        .args(["--cpus", "8", "--no-site"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the rerun failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<&(String, i32)> = first.iter().filter(|(_, p)| alive(*p, &scratch)).collect();
+    assert!(
+        left.is_empty(),
+        "left running after the rerun: {left:?} (of {survivors:?})"
+    );
+    // The rerun's trials each left a `setsid sleep` behind as they ended:
+    // it went with them.
+    let mut strays = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>()
+            && alive(pid, &scratch)
+        {
+            strays.push(pid);
+        }
+    }
+    assert!(strays.is_empty(), "processes of the rerun left: {strays:?}");
+    let results = std::fs::read_to_string(scratch.join("runs/forks/results.csv")).unwrap();
+    assert_eq!(
+        results.matches(",succeeded,").count(),
+        STYLES.len(),
+        "{results}"
+    );
+}
