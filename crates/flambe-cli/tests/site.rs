@@ -217,8 +217,65 @@ fn a_public_site_needs_its_token() {
         get(&local, &format!("/api/v1/experiment?token={token}")).0,
         200
     );
+    // A URL a browser can open, not the wildcard it listens on.
+    assert!(!base.contains("0.0.0.0"), "{url}");
+    // The page sets a cookie, and its own assets and API calls, which carry
+    // no token, are served with it (a browser would otherwise stay at
+    // "Loading…").
+    let (status, head) = raw_get(&local, &format!("/?token={token}"), "");
+    assert_eq!(status, 200);
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .unwrap_or_else(|| panic!("no cookie set:\n{head}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    for path in ["/app.js", "/style.css", "/api/v1/experiment"] {
+        assert_eq!(
+            raw_get(&local, path, "").0,
+            401,
+            "{path} without the cookie"
+        );
+        assert_eq!(
+            raw_get(&local, path, &format!("Cookie: {pair}\r\n")).0,
+            200,
+            "{path} with the cookie"
+        );
+    }
+    assert_eq!(
+        raw_get(&local, "/app.js", "Cookie: flambe_token=wrong\r\n").0,
+        401
+    );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// GET with extra header lines: (status, response head).
+fn raw_get(url: &str, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
 }
 
 /// Chromium and playwright-core as scripts/test.sh installs them.

@@ -383,7 +383,7 @@ struct MetricsTail {
     id: String,
     path: std::path::PathBuf,
     offset: u64,
-    partial: String,
+    partial: Vec<u8>,
     line: usize,
 }
 
@@ -393,7 +393,7 @@ impl MetricsTail {
             id: spec.id.clone(),
             path: spec.metrics.clone(),
             offset: 0,
-            partial: String::new(),
+            partial: Vec::new(),
             line: 0,
         }
     }
@@ -403,16 +403,19 @@ impl MetricsTail {
             return;
         };
         self.offset += chunk.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=end).collect();
-            self.emit(line.trim(), events);
+        // Bytes, not text, until a line is whole: a character split across
+        // two reads is decoded only once both halves are here.
+        self.partial.extend_from_slice(&chunk);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.emit(String::from_utf8_lossy(&line).trim(), events);
         }
     }
 
     /// A last line without a newline still counts once the job is done.
     fn finish(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
         let rest = std::mem::take(&mut self.partial);
+        let rest = String::from_utf8_lossy(&rest);
         if !rest.trim().is_empty() {
             self.emit(rest.trim(), events);
         }
@@ -484,6 +487,34 @@ mod tests {
             seen.push(ev);
         }
         panic!("channel closed")
+    }
+
+    #[tokio::test]
+    async fn a_character_split_across_two_reads_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path(), "u", "true");
+        let line = "{\"step\": 1, \"pr\u{e9}cision\": 0.5}\n".as_bytes();
+        let split = line.iter().position(|b| *b >= 0x80).unwrap() + 1;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut tail = MetricsTail::new(&spec);
+        std::fs::write(&spec.metrics, &line[..split]).unwrap();
+        tail.read(&tx).await;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&spec.metrics)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &line[split..]).unwrap();
+        tail.read(&tx).await;
+        tail.finish(&tx);
+        drop(tx);
+        let mut names = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                JobEvent::Metric { metric, .. } => names.push(metric.values[0].0.clone()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(names, ["pr\u{e9}cision"]);
     }
 
     #[tokio::test]

@@ -236,11 +236,63 @@ fn csv_bytes(rows: &[&Row]) -> Result<Vec<u8>, ResultsError> {
 
 /// Write through a temporary file and rename, so a reader (or a crash) never
 /// sees half a results file.
+/// Replace `path` whole or not at all: written to a temporary file of its
+/// own (named after it, so `results.json` and `results.csv` never share
+/// one), synced, renamed over it, and the folder synced so the rename
+/// survives a crash.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| ResultsError::Io(path.to_path_buf(), e))
+    use std::io::Write;
+    let io = |e| ResultsError::Io(path.to_path_buf(), e);
+    let name = path
+        .file_name()
+        .map_or_else(|| "results".into(), |n| n.to_string_lossy().into_owned());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomic;
+
+    #[test]
+    fn two_files_written_at_once_keep_their_own_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("results.json");
+        let csv = dir.path().join("results.csv");
+        let writer = |path: std::path::PathBuf, text: &'static str| {
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    write_atomic(&path, text.as_bytes()).unwrap();
+                }
+            })
+        };
+        let a = writer(json.clone(), "[{\"json\": true}]");
+        let b = writer(csv.clone(), "stage,id\n");
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&json).unwrap(),
+            "[{\"json\": true}]"
+        );
+        assert_eq!(std::fs::read_to_string(&csv).unwrap(), "stage,id\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

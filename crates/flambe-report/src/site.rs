@@ -59,9 +59,19 @@ pub struct Site {
 pub async fn serve(dir: PathBuf, opts: SiteOptions) -> std::io::Result<Site> {
     let listener = tokio::net::TcpListener::bind(opts.bind).await?;
     let addr = listener.local_addr()?;
+    // `0.0.0.0` is where to listen, not where to browse: name this machine.
+    let shown = if addr.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        match host.trim() {
+            "" => format!("127.0.0.1:{}", addr.port()),
+            h => format!("{h}:{}", addr.port()),
+        }
+    } else {
+        addr.to_string()
+    };
     let url = match &opts.token {
-        Some(t) => format!("http://{addr}/?token={t}"),
-        None => format!("http://{addr}/"),
+        Some(t) => format!("http://{shown}/?token={t}"),
+        None => format!("http://{shown}/"),
     };
     let app = router(dir, opts);
     let task = tokio::spawn(async move {
@@ -145,9 +155,30 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    if from_query.as_deref() == Some(token.as_str())
-        || from_header.as_deref() == Some(token.as_str())
-    {
+    // The page's own assets and API calls carry no token: the browser sends
+    // the cookie set when the page was opened with `?token=`.
+    let from_cookie = request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(TOKEN_COOKIE)
+                .and_then(|v| v.strip_prefix('='))
+        })
+        .map(str::to_string);
+    let matches = |given: &Option<String>| given.as_deref().is_some_and(|g| same_token(g, token));
+    if matches(&from_query) {
+        let mut response = next.run(request).await;
+        if let Ok(cookie) = HeaderValue::from_str(&format!(
+            "{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+        )) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    } else if matches(&from_header) || matches(&from_cookie) {
         next.run(request).await
     } else {
         error(
@@ -156,6 +187,24 @@ async fn require_token(
         )
         .into_response()
     }
+}
+
+const TOKEN_COOKIE: &str = "flambe_token";
+
+/// Compares in time that depends on the lengths only, not on where the
+/// first difference is.
+fn same_token(given: &str, token: &str) -> bool {
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A new access token: 128 bits from the OS's random source. No randomness
+/// is an error, never a weak token.
+pub fn new_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("no randomness for the site's token: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The state store and config, opened read-only for one request.

@@ -203,7 +203,20 @@ impl TensorBoardServer {
             .local_addr()
             .ok()?
             .port();
-        let child = std::process::Command::new("tensorboard")
+        let mut command = std::process::Command::new("tensorboard");
+        // Its own process group (TensorBoard starts a data server of its
+        // own), and it dies with this process: a killed driver leaves no
+        // TensorBoard behind.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
+        // kill the child when this process's thread that forked it dies.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .arg("--logdir")
             .arg(logdir)
             .args([
@@ -228,6 +241,11 @@ impl TensorBoardServer {
 
 impl Drop for TensorBoardServer {
     fn drop(&mut self) {
+        // The whole group: TensorBoard and the data server it started.
+        // SAFETY: plain syscall; the group id is the child's pid.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -23,7 +23,11 @@ pub async fn start(dir: &Path, args: &SiteArgs) -> anyhow::Result<Views> {
     } else {
         TensorBoardServer::launch(dir)
     };
-    let token = (!args.site_host.is_loopback()).then(random_token);
+    let token = if args.site_host.is_loopback() {
+        None
+    } else {
+        Some(flambe_report::site::new_token().context("cannot make the site's access token")?)
+    };
     let opts = SiteOptions {
         bind: SocketAddr::new(args.site_host, args.site_port),
         token,
@@ -36,15 +40,6 @@ pub async fn start(dir: &Path, args: &SiteArgs) -> anyhow::Result<Views> {
         )
     })?;
     Ok(Views { site, tensorboard })
-}
-
-/// 128 random bits as hex, from the kernel.
-fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn run(target: &Path, args: &SiteArgs) -> anyhow::Result<ExitCode> {
