@@ -320,7 +320,13 @@ fn a_failed_bring_up_rolls_back_only_what_it_created() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let key = dir.path().join("key");
-    std::fs::write(&key, "not used: nothing answers on SSH").unwrap();
+    // Never used (nothing answers on SSH), but the loader checks that it is
+    // a private key file, as it would for a user.
+    std::fs::write(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nnot used\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let config = dir.path().join("aws.yaml");
     std::fs::write(&config, cluster_yaml("rb", 2, &net, &key, "ubuntu", "")).unwrap();
     // Another cluster's instance and another user's: never touched.

@@ -242,6 +242,20 @@ fn an_always_failing_trial_runs_max_failures_plus_one_times_and_the_others_finis
 }
 
 #[test]
+fn a_stage_where_no_trial_succeeds_fails_the_experiment_with_exit_3() {
+    let exp = Exp::new(
+        "nothing",
+        "pipeline:\n  s: !Stage\n    run: exit 4\n    params:\n      i: !g [1, 2]\n",
+    );
+    let out = exp.run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("no trial succeeded in stage s"), "{stderr}");
+    // The results are written all the same.
+    assert_eq!(exp.results("nothing").len(), 2);
+}
+
+#[test]
 fn exit_zero_without_the_metric_fails_and_bad_metric_lines_are_reported() {
     let exp = Exp::new(
         "silent",
@@ -326,6 +340,27 @@ fn a_second_run_reruns_nothing_and_a_changed_config_is_refused_unless_forced() {
         exp.path(&format!("runs/{}/results.json", aside[0]))
             .exists()
     );
+    // Two more at once (within the same second, as often as not): each is
+    // set aside under its own name, and each run says where.
+    for (from, to) in [("[1, 3]", "[1, 4]"), ("[1, 4]", "[1, 5]")] {
+        let text = std::fs::read_to_string(&exp.config)
+            .unwrap()
+            .replace(from, to);
+        std::fs::write(&exp.config, text).unwrap();
+        let forced = exp.run(&["--force"]);
+        let stderr = String::from_utf8_lossy(&forced.stderr);
+        assert!(forced.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("the old results are set aside in") && stderr.contains("resume.old-"),
+            "{stderr}"
+        );
+    }
+    let aside = std::fs::read_dir(exp.path("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("resume.old-"))
+        .count();
+    assert_eq!(aside, 3, "every forced run kept what it replaced");
 }
 
 /// Wait for a condition that a running process brings about.
@@ -800,9 +835,10 @@ fn a_second_driver_on_the_same_results_is_refused_and_the_first_finishes_whole()
     // A rerun while it runs, and --force while it runs: both refused, both
     // naming the running driver, neither touching its trials or results.
     for extra in [&[][..], &["--force"][..]] {
+        // With its site on: the refusal comes before any site URL.
         let mut second = std::process::Command::new(&bin)
             .arg(&exp.config)
-            .args(["--cpus", "2", "--no-site"])
+            .args(["--cpus", "2", "--no-tensorboard"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -825,6 +861,7 @@ fn a_second_driver_on_the_same_results_is_refused_and_the_first_finishes_whole()
             "{stderr}"
         );
         assert!(stderr.contains("flambe site"), "{stderr}");
+        assert!(!stderr.contains("Report site:"), "{stderr}");
     }
     assert!(!exp.path("runs/twice.old").exists());
     assert_eq!(

@@ -238,7 +238,13 @@ pub async fn run_experiment(
     // Held until this run ends: before `prepare`, which may move the
     // results aside (`--force`) or recover a dead driver's trials.
     let _lock = crate::lock::acquire(&dir, &exp.name)?;
-    let (store, resumed) = prepare(exp, &dir, opts)?;
+    let (store, resumed, set_aside_to) = prepare(exp, &dir, opts)?;
+    if let Some(aside) = &set_aside_to {
+        observer.on(Event::Warning(format!(
+            "the old results are set aside in {}",
+            aside.display()
+        )));
+    }
     if let Some(py) = &opts.python {
         let path = dir.join("extensions.json");
         let text = serde_json::to_string_pretty(&py.record()).unwrap_or_default();
@@ -361,7 +367,14 @@ fn fingerprint(exp: &Experiment, opts: &RunOptions) -> serde_json::Value {
 
 /// Open (or create) the results folder and its store; refuse a changed
 /// config unless `force`, which moves the old folder aside.
-fn prepare(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<(Store, bool)> {
+/// The state store, whether this run resumes, and where `--force` moved
+/// the old results.
+fn prepare(
+    exp: &Experiment,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<(Store, bool, Option<PathBuf>)> {
+    let mut set_aside_to = None;
     let (force, restart) = (opts.force, opts.restart);
     let db = dir.join("state.db");
     let config = fingerprint(exp, opts);
@@ -376,7 +389,7 @@ fn prepare(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<(Store, bo
             .map_err(state_err)?
             .and_then(|s| serde_json::from_str(&s).ok());
         match old {
-            Some(old) if old == config && !restart => return Ok((store, true)),
+            Some(old) if old == config && !restart => return Ok((store, true, None)),
             old => {
                 let changes = old.map_or_else(
                     || vec!["(no config recorded)".to_string()],
@@ -390,7 +403,7 @@ fn prepare(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<(Store, bo
                     });
                 }
                 drop(store);
-                set_aside(dir)?;
+                set_aside_to = Some(set_aside(dir)?);
             }
         }
     }
@@ -405,22 +418,34 @@ fn prepare(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<(Store, bo
     store
         .set_meta("created", &crate::state::now().to_string())
         .map_err(state_err)?;
-    Ok((store, false))
+    Ok((store, false, set_aside_to))
 }
 
-/// `dir` → `dir.old-<unix time>`: old results are kept, never deleted.
+/// `dir` → `dir.old-<unix time>` (then `-2`, `-3`… when two `--force`
+/// runs fall in the same second): old results are kept, never deleted.
 fn set_aside(dir: &Path) -> Result<PathBuf> {
     let stamp = crate::state::now() as u64;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let aside = dir.with_file_name(format!("{name}.old-{stamp}"));
-    std::fs::rename(dir, &aside).map_err(|source| EngineError::Io {
-        what: format!("cannot move {} aside to {}", dir.display(), aside.display()),
-        source,
-    })?;
-    Ok(aside)
+    let mut n = 1;
+    loop {
+        let aside = match n {
+            1 => dir.with_file_name(format!("{name}.old-{stamp}")),
+            n => dir.with_file_name(format!("{name}.old-{stamp}-{n}")),
+        };
+        // Never onto something that exists: rename would replace an empty
+        // folder, and fails on a full one.
+        if std::fs::symlink_metadata(&aside).is_err() {
+            std::fs::rename(dir, &aside).map_err(|source| EngineError::Io {
+                what: format!("cannot move {} aside to {}", dir.display(), aside.display()),
+                source,
+            })?;
+            return Ok(aside);
+        }
+        n += 1;
+    }
 }
 
 /// Dotted paths where two configs differ (stages named, not numbered).

@@ -176,6 +176,11 @@ fn run_here(
         .is_ok_and(|s| s.trim() == "finished")
         && !args.force;
     let result = runtime.block_on(async {
+        // Another driver on these results is refused before the site's URL
+        // is printed: a URL above the refusal would point at nothing.
+        if let Err(e) = flambe_experiment::lock::acquire(&dir, &exp.name) {
+            return Ok(Err(flambe_experiment::EngineError::Lock(e)));
+        }
         let views = if args.site.no_site { None } else { Some(super::site::start(&dir, &args.site).await?) };
         if let Some(v) = &views {
             eprintln!("Report site: {}", v.site.url);
@@ -208,7 +213,33 @@ fn run_here(
             print_ranked_table(&report);
             println!("\nResults: {}", report.csv_path().display());
             println!("TensorBoard: tensorboard --logdir {}", report.dir.display());
-            Ok(ExitCode::SUCCESS)
+            // A stage where nothing succeeded is a failed experiment, for
+            // scripts and CI that check the exit code.
+            let empty: Vec<&str> = report
+                .stages
+                .iter()
+                .filter(|s| {
+                    // Stopped early by the scheduler still counts: it ran,
+                    // and its metric ranks it.
+                    !s.rows.iter().any(|r| {
+                        matches!(
+                            r.status,
+                            flambe_experiment::Status::Succeeded
+                                | flambe_experiment::Status::Stopped
+                        )
+                    })
+                })
+                .map(|s| s.name.as_str())
+                .collect();
+            if empty.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "error: no trial succeeded in stage {}: see the table above and the trials' logs",
+                    empty.join(", ")
+                );
+                Ok(ExitCode::from(3))
+            }
         }
         Err(EngineError::Interrupted { dir, running }) => {
             eprintln!(
