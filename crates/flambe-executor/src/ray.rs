@@ -213,9 +213,11 @@ impl RayJob {
     }
 
     async fn submit(&self, spec: &JobSpec, flambe: &str) -> Result<(), String> {
-        let out = crate::marker_of(&spec.env)
-            .and_then(|m| m.split_once('=').map(|(_, v)| v.to_string()))
-            .unwrap_or_default();
+        let out = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == crate::local::MARKER_VAR)
+            .map_or("", |(_, v)| v.as_str());
         let body = json!({
             "entrypoint": format!("{flambe} trial-run {}", encode_spec(spec)),
             "submission_id": self.submission,

@@ -17,8 +17,7 @@ use crate::state::{Status, Store, Trial};
 use flambe_config::template::{Ref, classify};
 use flambe_config::{EnvValue, EnvVar, Experiment, ResourceLocation, Scheduler, Stage};
 use flambe_executor::{
-    Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, kill_marked,
-    local::MARKER_VAR,
+    Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, local::MARKER_VAR,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -574,9 +573,6 @@ impl Engine<'_> {
         let stale = self.state(self.store.recover())?;
         let outs: Vec<PathBuf> = stale.iter().map(|t| self.out_dir(&t.id)).collect();
         self.executor.stop_leftovers(&outs).await;
-        for out in &outs {
-            kill_marked(&format!("{MARKER_VAR}={}", out.display()));
-        }
         let mut parents: Vec<Option<Trial>> = vec![None];
         for (index, stage) in self.exp.pipeline.iter().enumerate() {
             self.create_trials(stage, &parents)?;
