@@ -11,6 +11,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -32,6 +33,9 @@ const STYLE_CSS: &str = include_str!("../assets/style.css");
 
 /// Bytes of a log returned by default (the tail).
 const LOG_TAIL: u64 = 64 * 1024;
+
+/// Bytes read per chunk of a streamed file download.
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SiteOptions {
@@ -107,6 +111,13 @@ pub fn router(dir: PathBuf, opts: SiteOptions) -> Router {
         .route("/api/v1/trials/{id}/output.tar.gz", get(download))
         .route("/api/v1/trials/{id}/files/{*path}", get(file))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page").into_response() })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this site only answers GET (and HEAD)",
+            )
+            .into_response()
+        })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -134,6 +145,18 @@ impl IntoResponse for ApiError {
 
 fn error(status: StatusCode, message: &str) -> ApiError {
     ApiError(status, message.to_string())
+}
+
+/// A path segment axum could not decode (bad percent-encoding, not UTF-8),
+/// as the same JSON error as every other.
+fn path_arg<T>(arg: Result<UrlPath<T>, PathRejection>) -> Result<T, ApiError> {
+    arg.map(|UrlPath(v)| v)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))
+}
+
+fn query_arg<T>(arg: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    arg.map(|Query(v)| v)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))
 }
 
 async fn require_token(
@@ -310,7 +333,11 @@ fn row_json(r: &Row) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
-async fn stage(State(state): State<Arc<SiteState>>, UrlPath(name): UrlPath<String>) -> ApiResult {
+async fn stage(
+    State(state): State<Arc<SiteState>>,
+    name: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult {
+    let name = path_arg(name)?;
     let snap = snapshot(&state).await?;
     let Some(stage) = snap.exp.stage(&name) else {
         return Err(error(StatusCode::NOT_FOUND, &format!("no stage `{name}`")));
@@ -349,7 +376,11 @@ fn trial_dir(state: &SiteState, id: &str) -> PathBuf {
     state.dir.join("trials").join(id)
 }
 
-async fn trial(State(state): State<Arc<SiteState>>, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn trial(
+    State(state): State<Arc<SiteState>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_arg(id)?;
     let snap = snapshot(&state).await?;
     let row = find_row(&snap, &state.dir, &id)?;
     let out = trial_dir(&state, &id).join("out");
@@ -368,7 +399,9 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // A link is listed as itself, never followed: a link to `/` would
+        // otherwise list the machine.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             collect_files(root, &path, out);
         } else if let Ok(rel) = path.strip_prefix(root) {
             out.push(rel.display().to_string());
@@ -379,7 +412,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-async fn metrics(State(state): State<Arc<SiteState>>, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn metrics(
+    State(state): State<Arc<SiteState>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_arg(id)?;
     let snap = snapshot(&state).await?;
     find_row(&snap, &state.dir, &id)?;
     let rows = snap
@@ -401,9 +438,11 @@ struct LogQuery {
 
 async fn log(
     State(state): State<Arc<SiteState>>,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<LogQuery>,
+    id: Result<UrlPath<String>, PathRejection>,
+    q: Result<Query<LogQuery>, QueryRejection>,
 ) -> ApiResult {
+    let id = path_arg(id)?;
+    let q = query_arg(q)?;
     let snap = snapshot(&state).await?;
     find_row(&snap, &state.dir, &id)?;
     let name = match q.stream.as_deref().unwrap_or("stdout") {
@@ -437,7 +476,11 @@ fn read_tail(path: &Path, tail: u64) -> String {
 }
 
 /// The trial's output folder as a tar.gz, streamed as it is built.
-async fn download(State(state): State<Arc<SiteState>>, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn download(
+    State(state): State<Arc<SiteState>>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_arg(id)?;
     let snap = snapshot(&state).await?;
     find_row(&snap, &state.dir, &id)?;
     let out = trial_dir(&state, &id).join("out");
@@ -447,6 +490,10 @@ async fn download(State(state): State<Arc<SiteState>>, UrlPath(id): UrlPath<Stri
         let writer = ChannelWriter(tx.clone());
         let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
         let mut archive = tar::Builder::new(gz);
+        // Links are stored as links, as `files/` treats them: a trial's link
+        // to `/etc/passwd` or to a folder outside never pulls that in, and a
+        // dangling one is not an error.
+        archive.follow_symlinks(false);
         let result = archive
             .append_dir_all(&prefix, &out)
             .and_then(|()| archive.into_inner())
@@ -492,8 +539,9 @@ impl std::io::Write for ChannelWriter {
 /// that lead outside the trial's folder are refused.
 async fn file(
     State(state): State<Arc<SiteState>>,
-    UrlPath((id, path)): UrlPath<(String, String)>,
+    args: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> ApiResult {
+    let (id, path) = path_arg(args)?;
     let snap = snapshot(&state).await?;
     find_row(&snap, &state.dir, &id)?;
     let rel = Path::new(&path);
@@ -517,18 +565,28 @@ async fn file(
             "only files inside the trial's folder are served",
         ));
     }
-    let bytes = tokio::fs::read(&full)
+    // Streamed in chunks: a checkpoint of many GB never sits in memory.
+    let opened = tokio::fs::File::open(&full)
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let length = opened
+        .metadata()
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+        .len();
     let name = full
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
+    let chunks = tokio_util::io::ReaderStream::with_capacity(opened, DOWNLOAD_CHUNK);
+    let mut response = Response::new(Body::from_stream(chunks));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         response
             .headers_mut()
