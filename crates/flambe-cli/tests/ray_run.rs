@@ -58,6 +58,7 @@ impl LocalRay {
                 "127.0.0.1",
             ])
             .args(["--dashboard-port", &dashboard_port.to_string()])
+            .args(own_ports(gcs_port))
             .arg("--temp-dir")
             .arg(dir.path().join("ray"))
             .env("RAY_USAGE_STATS_ENABLED", "0")
@@ -89,6 +90,32 @@ impl LocalRay {
         }
         Some(ray)
     }
+}
+
+/// Every port a Ray head opens, set apart from Ray's defaults and from the
+/// other test's Ray: two heads (or a user's Ray) on one machine otherwise
+/// collide on the agent's fixed ports, and one of them takes no jobs.
+fn own_ports(gcs_port: u16) -> Vec<String> {
+    let base = 20_000 + (gcs_port % 10) * 1_000;
+    let named = [
+        "--node-manager-port",
+        "--object-manager-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+        "--ray-client-server-port",
+    ];
+    let mut args = Vec::new();
+    for (i, flag) in named.iter().enumerate() {
+        args.push(flag.to_string());
+        args.push((base + i as u16).to_string());
+    }
+    args.push("--min-worker-port".to_string());
+    args.push((base + 100).to_string());
+    args.push("--max-worker-port".to_string());
+    args.push((base + 299).to_string());
+    args
 }
 
 use std::os::unix::process::CommandExt;
@@ -247,4 +274,138 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
         .unwrap();
         assert_eq!(from.trim(), r["parent"].as_str().unwrap());
     }
+}
+
+/// Trials that print tens of MB between metrics reported at a high rate:
+/// every metric reaches the driver, none twice, however the log's bytes are
+/// cut on their way (the Jobs API streams it in chunks that end mid-line).
+#[test]
+fn a_loud_trial_loses_no_metric_through_ray() {
+    let Some(ray) = LocalRay::start(6393, 8293) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("loud.yaml");
+    // 4,000 steps, each a metric line and 6 KiB of output in lines of
+    // uneven length: about 24 MiB per trial.
+    std::fs::write(
+        &config,
+        r#"!Experiment
+name: loud
+save_path: ./runs
+pipeline:
+  train: !Stage
+    run: |-
+      python3 -u -c "
+      import json, os, sys, time
+      m = open(os.environ['FLAMBE_METRICS'], 'a')
+      for step in range(1, 4001):
+          for k in range(6):
+              sys.stdout.write('x' * (700 + 97 * ((step + k) % 7)) + ' @@flambe not a message ' + str(step) + '\n')
+          m.write(json.dumps({'step': step, 'v': step * {k}}) + '\n'); m.flush()
+          if step % 400 == 0: time.sleep(0.3)
+      "
+    params:
+      k: !g [1, 2]
+    cpus: 1
+    metric: v
+    mode: max
+"#,
+    )
+    .unwrap();
+    // The driver talks to Ray through a proxy that counts what Ray sends.
+    let (proxy, from_ray) = counting_proxy(&ray.dashboard);
+    let out = Command::cargo_bin("flambe")
+        .unwrap()
+        .arg(&config)
+        .args(["--ray-address", &proxy, "--no-site"])
+        .env("RAY_AUTH_TOKEN_PATH", &ray.token_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each log is read once (about 24 MiB a trial), not again at every poll.
+    let log_bytes: u64 = ["train-000", "train-001"]
+        .iter()
+        .map(|t| {
+            std::fs::metadata(dir.path().join(format!("runs/loud/trials/{t}/stdout.log")))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let received = from_ray.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("received {received} bytes from Ray for {log_bytes} bytes of logs");
+    assert!(log_bytes > 40 << 20, "the trials printed {log_bytes} bytes");
+    assert!(
+        received < log_bytes * 5 / 4,
+        "the driver received {} MiB from Ray for {} MiB of logs",
+        received >> 20,
+        log_bytes >> 20
+    );
+    let db = dir.path().join("runs/loud/state.db");
+    let conn = rusqlite::Connection::open(db).unwrap();
+    for (trial, k) in [("train-000", 1i64), ("train-001", 2)] {
+        let (count, distinct, sum): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT step), CAST(SUM(value) AS INTEGER) FROM metrics WHERE trial = ?1",
+                [trial],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (count, distinct, sum),
+            (4000, 4000, k * 4000 * 4001 / 2),
+            "{trial}: every metric once"
+        );
+    }
+    let text = std::fs::read_to_string(dir.path().join("runs/loud/results.json")).unwrap();
+    let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{rows:?}");
+}
+
+/// A TCP proxy on loopback to `target` (`http://127.0.0.1:PORT`): its URL,
+/// and the count of bytes that came back from the target.
+fn counting_proxy(target: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let target = target.trim_start_matches("http://").to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match std::io::Read::read(&mut s_read, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            counted.fetch_add(n as u64, Ordering::SeqCst);
+                            if std::io::Write::write_all(&mut c_write, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (url, count)
 }

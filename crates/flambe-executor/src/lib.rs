@@ -19,6 +19,7 @@ pub mod local;
 pub mod metrics;
 pub mod pyenv;
 pub mod ray;
+pub mod ray_log;
 pub mod wrapper;
 
 pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_marked, marker_of};

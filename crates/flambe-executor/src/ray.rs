@@ -3,13 +3,14 @@
 //! Each job is submitted with its CPUs and GPUs as entrypoint resources, so
 //! Ray places it on a node that has them and sets `CUDA_VISIBLE_DEVICES`.
 //! The entrypoint is `flambe trial-run SPEC` (see [`crate::wrapper`]). The
-//! driver follows each job by polling its status and its log, turning the
-//! wrapper's `@@flambe:` lines into events. A job that ends without the
+//! driver follows each job's log as Ray streams it ([`crate::ray_log`]) and
+//! polls its status, turning the wrapper's `@@flambe:` lines into events. A job that ends without the
 //! wrapper's outcome line (its node died, Ray lost it) is `Outcome::Lost`.
 //!
 //! Ray queues what does not fit; the executor still caps the jobs in flight
 //! (`max_in_flight`) so a large stage does not flood the cluster's queue.
 
+use crate::ray_log::{self, LogLines, TailRead};
 use crate::wrapper::{Message, encode_spec};
 use crate::{Executor, JobEvent, JobSpec, Outcome};
 use serde_json::{Value, json};
@@ -18,8 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
-/// How often a running job's status and log are read.
+/// How often a running job's status is read (and its whole log, where the
+/// log cannot be streamed).
 const POLL: Duration = Duration::from_millis(500);
+/// How long a submission is retried while Ray says its agent is not ready.
+const SUBMIT_PATIENCE: Duration = Duration::from_secs(60);
+/// Times a job's log stream is opened before falling back to reading the
+/// whole log.
+const TAIL_ATTEMPTS: u32 = 5;
+/// How long the stream gets to deliver the log's end once Ray reports the
+/// job ended, before the rest is read over HTTP.
+const TAIL_GRACE: Duration = Duration::from_secs(15);
 
 /// The token Ray itself would use here, in Ray's order of precedence:
 /// `RAY_AUTH_TOKEN`, the file at `RAY_AUTH_TOKEN_PATH`, `~/.ray/auth_token`.
@@ -225,19 +235,32 @@ impl RayJob {
             "entrypoint_num_cpus": spec.cpus,
             "entrypoint_num_gpus": spec.gpus,
         });
-        let resp = self
-            .client
-            .post(format!("{}/api/jobs/", self.base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
+        let mut waited = Duration::ZERO;
+        loop {
+            let resp = self
+                .client
+                .post(format!("{}/api/jobs/", self.base))
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.status().is_success() {
+                return Ok(());
+            }
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
-            Err(format!("{status}: {}", text.lines().last().unwrap_or("")))
+            let last = text.lines().last().unwrap_or("").to_string();
+            // A head whose job agent is not up yet (just started, or
+            // restarting) says so and asks to be tried again.
+            if status.is_server_error()
+                && last.contains("try again later")
+                && waited < SUBMIT_PATIENCE
+            {
+                tokio::time::sleep(POLL).await;
+                waited += POLL;
+                continue;
+            }
+            return Err(format!("{status}: {last}"));
         }
     }
 
@@ -270,19 +293,61 @@ impl RayJob {
             .await;
     }
 
-    /// Poll until the job ends; relay what the wrapper says.
+    /// Follow the job's log until the job ends; relay what the wrapper
+    /// says. The log streams over Ray's websocket; its status is polled
+    /// alongside (for stopping, and for a job Ray lost). Where the stream
+    /// breaks or cannot be opened, the whole log is read over HTTP instead,
+    /// and [`LogLines`] skips what was seen.
     async fn follow(&self, id: &str, echo: bool, cancel: Arc<Notify>) -> Outcome {
-        let mut seen_lines = 0;
+        let mut lines = LogLines::default();
         let mut outcome: Option<Outcome> = None;
         let mut cancelled = false;
         let mut failures = 0;
+        let mut tail: Option<ray_log::Tail> = None;
+        // Bytes the current stream has delivered (each stream starts at 0).
+        let mut delivered: u64 = 0;
+        let mut tail_failures = 0;
+        // Set once the stream closed after the job's end: nothing is left.
+        let mut read_to_end = false;
+        let mut ended_since: Option<tokio::time::Instant> = None;
+        let mut ticks = tokio::time::interval(POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            if tail.is_none() && !read_to_end && tail_failures < TAIL_ATTEMPTS {
+                match ray_log::open_tail(&self.base, &self.submission).await {
+                    Ok(ws) => {
+                        tail = Some(ws);
+                        delivered = 0;
+                    }
+                    Err(_) => tail_failures += 1,
+                }
+            }
+            let read = tokio::select! {
                 () = cancel.notified(), if !cancelled => {
                     cancelled = true;
                     self.stop().await;
+                    continue;
                 }
-                () = tokio::time::sleep(POLL) => {}
+                read = ray_log::next(&mut tail) => Some(read),
+                _ = ticks.tick() => None,
+            };
+            match read {
+                Some(TailRead::Bytes(bytes)) => {
+                    for line in lines.feed(delivered, &bytes) {
+                        self.relay(id, &line, echo, &mut outcome);
+                    }
+                    delivered += bytes.len() as u64;
+                    continue;
+                }
+                Some(TailRead::Ended) => {
+                    tail = None;
+                    read_to_end = true;
+                }
+                Some(TailRead::Broken(_)) => {
+                    tail = None;
+                    tail_failures += 1;
+                }
+                None => {}
             }
             let status = match self.status().await {
                 Ok(s) => {
@@ -297,29 +362,53 @@ impl RayJob {
                     continue;
                 }
             };
-            if let Ok(logs) = self.logs().await {
-                let lines: Vec<&str> = logs.lines().collect();
-                // The last line may still be incomplete unless the job ended.
-                for line in lines.iter().skip(seen_lines) {
-                    self.relay(id, line, echo, &mut outcome);
-                }
-                seen_lines = seen_lines.max(lines.len());
+            let ended = matches!(
+                status["status"].as_str().unwrap_or(""),
+                "SUCCEEDED" | "FAILED" | "STOPPED"
+            );
+            if read_to_end && !ended {
+                // Closed before the end (Ray's head lost its agent): follow
+                // a new stream, which starts over; seen bytes are skipped.
+                read_to_end = false;
             }
-            match status["status"].as_str().unwrap_or("") {
-                "SUCCEEDED" | "FAILED" | "STOPPED" => {
-                    if cancelled {
-                        return Outcome::Cancelled;
+            let streaming = tail.is_some() || (!read_to_end && tail_failures < TAIL_ATTEMPTS);
+            if !streaming && !read_to_end {
+                // No stream: read the whole log, keeping only what is new.
+                if let Ok(text) = self.logs().await {
+                    for line in lines.feed(0, text.as_bytes()) {
+                        self.relay(id, &line, echo, &mut outcome);
                     }
-                    return outcome.unwrap_or_else(|| {
-                        Outcome::Lost(format!(
-                            "Ray reports the job {}: {}",
-                            status["status"].as_str().unwrap_or("ended"),
-                            status["message"].as_str().unwrap_or("no message")
-                        ))
-                    });
                 }
-                _ => {}
             }
+            if !ended {
+                continue;
+            }
+            let since = *ended_since.get_or_insert_with(tokio::time::Instant::now);
+            if tail.is_some() && since.elapsed() < TAIL_GRACE {
+                // The stream is still delivering the log's end.
+                continue;
+            }
+            if !read_to_end && streaming {
+                // The stream never closed: take the rest over HTTP.
+                if let Ok(text) = self.logs().await {
+                    for line in lines.feed(0, text.as_bytes()) {
+                        self.relay(id, &line, echo, &mut outcome);
+                    }
+                }
+            }
+            if let Some(line) = lines.finish() {
+                self.relay(id, &line, echo, &mut outcome);
+            }
+            if cancelled {
+                return Outcome::Cancelled;
+            }
+            return outcome.unwrap_or_else(|| {
+                Outcome::Lost(format!(
+                    "Ray reports the job {}: {}",
+                    status["status"].as_str().unwrap_or("ended"),
+                    status["message"].as_str().unwrap_or("no message")
+                ))
+            });
         }
     }
 
