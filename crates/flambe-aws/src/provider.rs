@@ -61,6 +61,9 @@ pub enum AwsError {
     },
 }
 
+/// How long instances just created may stay unknown to DescribeInstances.
+const NOT_YET_VISIBLE: Duration = Duration::from_secs(120);
+
 fn api<E: std::error::Error>(call: &str, e: E) -> AwsError {
     AwsError::Api {
         call: call.to_string(),
@@ -317,14 +320,29 @@ impl Aws {
         limit: Duration,
     ) -> Result<Vec<Instance>, AwsError> {
         let deadline = Instant::now() + limit;
+        let unseen_until = Instant::now() + NOT_YET_VISIBLE;
         loop {
-            let out = self
+            let answer = self
                 .ec2
                 .describe_instances()
                 .set_instance_ids(Some(ids.to_vec()))
                 .send()
-                .await
-                .map_err(|e| api("DescribeInstances", e))?;
+                .await;
+            let out = match answer {
+                Ok(out) => out,
+                // EC2 is eventually consistent: an instance RunInstances just
+                // made can be unknown to DescribeInstances for a while (AWS
+                // documents it). Not yet visible is not gone: wait, bounded.
+                Err(e)
+                    if e.as_service_error().and_then(|s| s.meta().code())
+                        == Some("InvalidInstanceID.NotFound")
+                        && Instant::now() < unseen_until.min(deadline) =>
+                {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+                Err(e) => return Err(api("DescribeInstances", e)),
+            };
             let all: Vec<Instance> = out
                 .reservations()
                 .iter()

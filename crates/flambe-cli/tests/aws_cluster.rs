@@ -339,12 +339,37 @@ fn a_failed_bring_up_rolls_back_only_what_it_created() {
     assert_eq!(moto.instances().len(), 1);
 
     // Nothing answers on SSH at the addresses moto gives: the run fails after
-    // the orchestrator started, and terminates exactly what it created.
+    // the orchestrator started, and terminates exactly what it created. On
+    // the way, EC2 does not know the new instances yet (eventual
+    // consistency): that is waited through, not rolled back.
+    let mut proxy = std::process::Command::new(tools_dir().join("moto/bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/not_yet_visible.py"))
+        .arg(&moto.endpoint)
+        .arg("3")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(proxy.stdout.take().unwrap());
+    let mut proxy_url = String::new();
+    std::io::BufRead::read_line(&mut said, &mut proxy_url).unwrap();
     let (code, text) = moto.flambe(
         &home,
         &[config.as_os_str()],
-        &[("FLAMBE_AWS_SSH_TIMEOUT", "2")],
+        &[
+            ("FLAMBE_AWS_SSH_TIMEOUT", "2"),
+            ("AWS_ENDPOINT_URL", proxy_url.trim()),
+        ],
     );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let mut refused = String::new();
+    std::io::Read::read_to_string(&mut said, &mut refused).unwrap();
+    assert_eq!(
+        refused.lines().count(),
+        3,
+        "the proxy refused: {refused}\n{text}"
+    );
+    assert!(!text.contains("InvalidInstanceID.NotFound"), "{text}");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("did not answer on port 22"), "{text}");
     assert!(text.contains("rolled back: terminated"), "{text}");
