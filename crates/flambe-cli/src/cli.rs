@@ -171,6 +171,13 @@ pub enum ClusterCommand {
         #[arg(long)]
         delete: bool,
     },
-    /// SSH clusters: remove the cluster key from every host and forget the cluster
-    Down { name: String },
+    /// Take a cluster down: SSH clusters lose the cluster key on every host, AWS
+    /// clusters' instances are terminated; then the cluster is forgotten here
+    Down {
+        name: String,
+        /// SSH clusters: forget the cluster even where its key cannot be removed
+        /// (hosts gone or unreachable); says which hosts keep it
+        #[arg(long)]
+        purge: bool,
+    },
 }

@@ -305,6 +305,122 @@ fn an_unreachable_factory_is_named_before_anything_changes() {
     }
     s.bed.restore(3);
     s.up_ok();
+
+    // Taking it down with a host cut off changes nothing, and says so
+    // truthfully: the key is still on every host.
+    let key = std::fs::read_to_string(s.state_dir().join("id_ed25519.pub")).unwrap();
+    let key = key.trim();
+    let has_key = |n: u32| s.read_home(n, ".ssh/authorized_keys").contains(key);
+    s.bed.cut(3);
+    let out = s
+        .flambe()
+        .args(["cluster", "down", "cut"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot reach 1 of the 3 hosts that have the cluster key; nothing was changed"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cut_factory_1"), "{stderr}");
+    assert!(
+        stderr.contains("flambe cluster down cut --purge"),
+        "{stderr}"
+    );
+    assert!((1..=3).all(has_key), "nothing was changed");
+    assert!(s.state_dir().exists());
+
+    // --purge cleans what answers, forgets the cluster, and names what keeps
+    // the key.
+    let out = s
+        .flambe()
+        .args(["cluster", "down", "cut", "--purge"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("removed from cut_orchestrator, cut_factory_0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Not cleaned") && stdout.contains("cut_factory_1"),
+        "{stdout}"
+    );
+    assert!(!has_key(1) && !has_key(2));
+    assert!(has_key(3), "the cut host was not touched");
+    assert!(!s.state_dir().exists());
+    s.bed.restore(3);
+}
+
+#[test]
+fn a_refused_login_gets_a_login_hint_and_the_cluster_can_still_be_forgotten() {
+    if !available("a_refused_login_gets_a_login_hint_and_the_cluster_can_still_be_forgotten") {
+        return;
+    }
+    let s = Setup::new(107, "nokey", &["touch ~/touched"]);
+    // A real private key, but not one the hosts let in.
+    let other = s.home.path().join("other_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        config.replace(
+            &s.bed.key.display().to_string(),
+            &other.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = s.up();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot log in to nokey_orchestrator"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: check `username` and `key`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("setup resumes at the command that failed"),
+        "a login is not a setup command: {stderr}"
+    );
+    for n in 1..=3 {
+        assert!(!s.bed.home(n).join("touched").exists());
+    }
+    // The cluster key never got onto any host: the cluster is forgotten
+    // without reaching them.
+    assert!(s.state_dir().exists());
+    let out = s
+        .flambe()
+        .args(["cluster", "down", "nokey"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("removed from no host"), "{stdout}");
+    assert!(
+        stdout.contains("Never given the cluster key (nothing to remove): nokey_orchestrator, nokey_factory_0, nokey_factory_1"),
+        "{stdout}"
+    );
+    assert!(!s.state_dir().exists());
 }
 
 #[test]
@@ -326,7 +442,12 @@ fn a_host_key_swapped_behind_our_back_is_refused() {
     assert!(text.contains("not the one pinned"), "{text}");
     // Running the cluster config again is refused the same way.
     let again = s.up();
-    assert!(String::from_utf8_lossy(&again.stderr).contains("not the one pinned"));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("not the one pinned"), "{stderr}");
+    assert!(
+        !stderr.contains("setup resumes"),
+        "a changed host key is not a setup command: {stderr}"
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub enum ClusterError {
         total: usize,
         errors: Vec<HostError>,
     },
-    #[error("setup failed on {} of {total} hosts:\n{}\nhint: fix the command and run the same command again: setup resumes at the command that failed", .errors.len(), list(.errors))]
+    #[error("setup failed on {} of {total} hosts:\n{}{}", .errors.len(), list(.errors), setup_hint(.errors))]
     Setup {
         total: usize,
         errors: Vec<HostError>,
@@ -40,6 +40,18 @@ pub enum ClusterError {
     #[error("Ray failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
     Ray {
         total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("cannot reach {} of the {total} hosts that have the cluster key; nothing was changed (the key is still on every host, and `{name}` is still known here):\n{}\nhint: run it again once they answer, or `flambe cluster down {name} --purge` to clean the hosts that answer and forget the cluster anyway", .errors.len(), list(.errors))]
+    DownUnreachable {
+        name: String,
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("the cluster key was removed from {}, but not from:\n{}\n`{name}` is still known here\nhint: run it again to finish (the hosts already cleaned are skipped), or add --purge to forget it anyway", if .cleaned.is_empty() { "no host".to_string() } else { .cleaned.join(", ") }, list(.errors))]
+    DownPartly {
+        name: String,
+        cleaned: Vec<String>,
         errors: Vec<HostError>,
     },
     #[error("{0}")]
@@ -73,6 +85,27 @@ fn since_text(since: f64) -> String {
         .map_or(0.0, |d| d.as_secs_f64());
     let minutes = ((now - since) / 60.0).max(0.0);
     format!("{minutes:.0} minutes ago")
+}
+
+/// The hint that fits what went wrong: a failed command resumes where it
+/// failed; a refused login or a changed host key is not a setup problem.
+fn setup_hint(errors: &[HostError]) -> String {
+    let commands = errors
+        .iter()
+        .any(|e| matches!(e, HostError::Command { .. } | HostError::Timeout { .. }));
+    let logins = errors.iter().any(|e| matches!(e, HostError::Login { .. }));
+    let mut hints = Vec::new();
+    if logins {
+        hints.push(
+            "check `username` and `key` in the cluster file: the key must let you in by hand (`ssh -i KEY USER@HOST`); nothing was set up on a host that refused the login",
+        );
+    }
+    if commands {
+        hints.push(
+            "fix the command and run the same command again: setup resumes at the command that failed",
+        );
+    }
+    hints.iter().map(|h| format!("\nhint: {h}")).collect()
 }
 
 fn list(errors: &[HostError]) -> String {
@@ -314,40 +347,96 @@ pub async fn status(name: &str) -> Result<Vec<HostStatus>, ClusterError> {
     Ok(join_all(checks).await)
 }
 
-/// Remove the cluster's key from every host (and its private half from the
-/// orchestrator), then forget the cluster locally. Nothing else on the
-/// machines is touched. Local state stays if a host could not be cleaned,
-/// so the command can be run again.
-pub async fn down_ssh(name: &str) -> Result<Vec<String>, ClusterError> {
-    let (files, state) = load_state(name)?;
-    let public = std::fs::read_to_string(files.public_key())
-        .map_err(io_err("cannot read the cluster's public key"))?;
-    let public = public.trim();
-    let remove = format!(
-        "if [ -f .ssh/authorized_keys ]; then grep -vxF {key} .ssh/authorized_keys > .ssh/authorized_keys.flambe-tmp; \
-         chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; rm -rf .flambe/cluster",
-        key = crate::host::shell_quote(public)
-    );
-    let results = join_all(state.hosts.iter().map(|h| {
-        let files = &files;
-        let state = &state;
-        let remove = &remove;
-        async move {
-            let host = Host::connect(files, &target(state, h), None).await?;
-            let r = host.check(remove).await;
-            host.close().await;
-            r.map(|_| h.name.clone())
+/// What `cluster down` did, host by host.
+#[derive(Debug, Default)]
+pub struct Down {
+    /// Hosts the cluster key was removed from.
+    pub cleaned: Vec<String>,
+    /// Hosts that never got the key (nothing of the cluster's to remove).
+    pub never_keyed: Vec<String>,
+    /// With `purge`: hosts that could not be cleaned, and why; the cluster
+    /// key stays in their `~/.ssh/authorized_keys`.
+    pub left: Vec<HostError>,
+}
+
+/// Remove the cluster's key from every host that has it (and the cluster's
+/// files from `~/.flambe/cluster`), then forget the cluster locally. Nothing
+/// else on the machines is touched.
+///
+/// Every host is reached before any is changed: one that cannot be reached
+/// stops the command with nothing changed. Hosts cleaned before a later
+/// failure are recorded as such, so running it again finishes the rest.
+/// `purge` forgets the cluster whatever could not be cleaned, and says where
+/// the key stays.
+pub async fn down_ssh(name: &str, purge: bool) -> Result<Down, ClusterError> {
+    let (files, mut state) = load_state(name)?;
+    let public = std::fs::read_to_string(files.public_key()).unwrap_or_default();
+    let public = public.trim().to_string();
+    let mut down = Down::default();
+    let (keyed, never): (Vec<&HostState>, Vec<&HostState>) =
+        state.hosts.iter().partition(|h| h.key_installed);
+    down.never_keyed = never.iter().map(|h| h.name.clone()).collect();
+
+    let targets: Vec<Target> = keyed.iter().map(|h| target(&state, h)).collect();
+    let connected = join_all(targets.iter().map(|t| Host::connect(&files, t, None))).await;
+    let mut hosts = Vec::new();
+    let mut unreachable = Vec::new();
+    for c in connected {
+        match c {
+            Ok(host) => hosts.push(host),
+            Err(e) => unreachable.push(e),
         }
-    }))
-    .await;
-    let (cleaned, errors) = partition(results);
-    if !errors.is_empty() {
-        return Err(ClusterError::Unreachable {
-            total: state.hosts.len(),
-            errors,
+    }
+    if !unreachable.is_empty() && !purge {
+        for h in hosts {
+            h.close().await;
+        }
+        return Err(ClusterError::DownUnreachable {
+            name: name.to_string(),
+            total: keyed.len(),
+            errors: unreachable,
         });
     }
+    down.left = unreachable;
+
+    let remove = if public.is_empty() {
+        "rm -rf .flambe/cluster".to_string()
+    } else {
+        format!(
+            "if [ -f .ssh/authorized_keys ]; then grep -vxF {key} .ssh/authorized_keys > .ssh/authorized_keys.flambe-tmp; \
+             chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; rm -rf .flambe/cluster",
+            key = crate::host::shell_quote(&public)
+        )
+    };
+    let removed = join_all(hosts.iter().map(|host| {
+        let remove = &remove;
+        async move { host.check(remove).await.map(|_| host.name().to_string()) }
+    }))
+    .await;
+    for host in hosts {
+        host.close().await;
+    }
+    let (cleaned, failed) = partition(removed);
+    down.cleaned = cleaned;
+    if !failed.is_empty() && !purge {
+        // What was cleaned stays cleaned: the next run skips those hosts
+        // (the cluster key no longer logs in there).
+        for h in state.hosts.iter_mut() {
+            if down.cleaned.contains(&h.name) {
+                h.key_installed = false;
+            }
+        }
+        files
+            .save(&state)
+            .map_err(io_err("cannot save the cluster state"))?;
+        return Err(ClusterError::DownPartly {
+            name: name.to_string(),
+            cleaned: down.cleaned,
+            errors: failed,
+        });
+    }
+    down.left.extend(failed);
     std::fs::remove_dir_all(&files.dir)
         .map_err(io_err(format!("cannot remove {}", files.dir.display())))?;
-    Ok(cleaned)
+    Ok(down)
 }

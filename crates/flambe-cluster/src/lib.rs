@@ -32,6 +32,6 @@ pub mod sync;
 pub mod testbed;
 pub mod versioning;
 
-pub use cluster::{Cluster, ClusterError, HostStatus, down_ssh, known_clusters, status};
+pub use cluster::{Cluster, ClusterError, Down, HostStatus, down_ssh, known_clusters, status};
 pub use plan::{HostPlan, InstancePlan, Role, aws_instances, ssh_hosts};
 pub use ssh_provider::{UpReport, up};

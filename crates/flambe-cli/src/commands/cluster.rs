@@ -152,7 +152,7 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             host,
             delete,
         } => rt.block_on(rsync(&name, &src, &dest, host.as_deref(), delete)),
-        ClusterCommand::Down { name } if flambe_aws::provider::is_aws_cluster(&name) => {
+        ClusterCommand::Down { name, .. } if flambe_aws::provider::is_aws_cluster(&name) => {
             let down = rt.block_on(flambe_aws::down(&name))?;
             println!(
                 "Cluster `{name}` is down: terminated {}; deleted {} alarms; local state (cluster key included) removed.",
@@ -165,7 +165,7 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ClusterCommand::Down { name } => {
+        ClusterCommand::Down { name, purge } => {
             let (_, state) = flambe_cluster::cluster::load_state(&name)?;
             if state.provider != "ssh" {
                 bail!(
@@ -177,13 +177,32 @@ pub fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
                     flambe_cluster::home::cluster_dir(&name).display()
                 );
             }
-            let cleaned = rt.block_on(flambe_cluster::down_ssh(&name))?;
-            println!(
-                "Cluster `{name}` is down: its key was removed from {} and its local state deleted.",
-                cleaned.join(", ")
-            );
+            let down = rt.block_on(flambe_cluster::down_ssh(&name, purge))?;
+            print_down(&name, &down);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_down(name: &str, down: &flambe_cluster::Down) {
+    let cleaned = if down.cleaned.is_empty() {
+        "no host".to_string()
+    } else {
+        down.cleaned.join(", ")
+    };
+    println!(
+        "Cluster `{name}` is down: its key was removed from {cleaned}, and it is forgotten here."
+    );
+    if !down.never_keyed.is_empty() {
+        println!(
+            "Never given the cluster key (nothing to remove): {}.",
+            down.never_keyed.join(", ")
+        );
+    }
+    for e in &down.left {
+        println!(
+            "Not cleaned, the key stays in its ~/.ssh/authorized_keys (comment `flambe-cluster-{name}`): {e}"
+        );
     }
 }
 
