@@ -277,20 +277,19 @@ impl Aws {
             .send()
             .await
             .map_err(|e| api(&format!("RunInstances ({name})"), e))?;
-        out.instances()
-            .first()
-            .and_then(|i| i.instance_id())
-            .map(str::to_string)
-            .ok_or_else(|| AwsError::Api {
-                call: format!("RunInstances ({name})"),
-                detail: "no instance in the answer".into(),
-            })
+        let id = out.instances().first().and_then(|i| i.instance_id());
+        tracing::info!(host = %name, instance = ?id, %ami, %instance_type, "RunInstances");
+        id.map(str::to_string).ok_or_else(|| AwsError::Api {
+            call: format!("RunInstances ({name})"),
+            detail: "no instance in the answer".into(),
+        })
     }
 
     async fn terminate(&self, ids: &[String]) -> Result<(), AwsError> {
         if ids.is_empty() {
             return Ok(());
         }
+        tracing::info!(instances = ?ids, "TerminateInstances");
         self.ec2
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))
@@ -338,6 +337,7 @@ impl Aws {
                         == Some("InvalidInstanceID.NotFound")
                         && Instant::now() < unseen_until.min(deadline) =>
                 {
+                    tracing::info!(instances = ?ids, "not visible to DescribeInstances yet; waiting");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
                 }

@@ -21,7 +21,9 @@ pub struct Cli {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// More detail; repeat for more (-vv)
+    /// -v: trials' output and flambe's steps (hosts, commands, stages, trials, Ray
+    /// jobs) on stderr; -vv: flambe's debug detail and the AWS SDK's and HTTP
+    /// clients' events. FLAMBE_LOG=target=level,… sets levels by hand
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod logging;
 mod progress;
 mod render;
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    logging::init(cli.verbose);
     let result = commands::dispatch(cli);
     match result {
         Ok(code) => code,

@@ -65,8 +65,10 @@ pub struct RemoteProgress {
 
 impl RemoteProgress {
     pub fn new() -> RemoteProgress {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        crate::logging::show_above(&multi);
         RemoteProgress {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi,
             bars: HashMap::new(),
             last_line: String::new(),
         }
@@ -148,8 +150,10 @@ fn progress_line(exp: &serde_json::Value) -> String {
 
 impl Console {
     pub fn new() -> Console {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        crate::logging::show_above(&multi);
         Console {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi,
             bars: HashMap::new(),
             tensorboard: TensorBoardObserver::default(),
         }

@@ -388,10 +388,22 @@ fn a_failed_bring_up_rolls_back_only_what_it_created() {
     assert!(moto.alarms().is_empty());
 
     // Someone else's instances under this cluster name: refused, untouched.
+    // (-vv: with the AWS SDK's own events.)
     let theirs = moto.ask(&["run", net["subnet"].as_str().unwrap(), "rb", "someone-else"]);
-    let (code, text) = moto.flambe(&home, &[config.as_os_str()], &[]);
+    let secret = "sEcReT-of-this-test";
+    let (code, text) = moto.flambe(
+        &home,
+        &["-vv".as_ref(), config.as_os_str()],
+        &[("AWS_SECRET_ACCESS_KEY", secret)],
+    );
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("created by `someone-else`"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("aws_smithy_runtime")),
+        "the SDK's events at -vv: {text}"
+    );
+    assert!(!text.contains(secret), "no secret in the log: {text}");
     let still = moto.instances();
     let theirs = still.iter().find(|i| i["id"] == theirs["id"]).unwrap();
     assert_eq!(theirs["state"], "running");

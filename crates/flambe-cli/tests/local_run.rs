@@ -886,3 +886,42 @@ fn a_second_driver_on_the_same_results_is_refused_and_the_first_finishes_whole()
     // Once it ended, the lock is free again.
     exp.run_ok();
 }
+
+#[test]
+fn quiet_by_default_and_v_and_vv_show_flambes_steps_with_stage_and_trial() {
+    let body = "pipeline:\n  s: !Stage\n    run: echo said {x}\n    params:\n      x: !g [1, 2]\n";
+    let stderr_of = |flags: &[&str]| {
+        let exp = Exp::new("verbose", body);
+        let out = exp.run(&[&["--no-site"], flags].concat());
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = stderr_of(&[]);
+    assert!(
+        !quiet.contains(" INFO ") && !quiet.contains(" DEBUG ") && !quiet.contains("said 1"),
+        "{quiet}"
+    );
+    let v = stderr_of(&["-v"]);
+    assert!(v.contains("[s-000] said 1"), "trials' output: {v}");
+    let launched = v
+        .lines()
+        .find(|l| l.contains("trial launched") && l.contains("trial=s-001"))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        launched.contains(" INFO ") && launched.contains("stage{stage=s}"),
+        "{launched}"
+    );
+    assert!(
+        v.lines()
+            .any(|l| l.contains("trial finished") && l.contains("trial=s-000")),
+        "{v}"
+    );
+    assert!(!v.contains(" DEBUG "), "{v}");
+    let vv = stderr_of(&["-vv"]);
+    assert!(
+        vv.lines().any(|l| l.contains(" DEBUG ")
+            && l.contains("trial command")
+            && l.contains("echo said 2")),
+        "{vv}"
+    );
+}

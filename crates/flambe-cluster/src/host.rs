@@ -60,6 +60,17 @@ fn stderr_block(stderr: &str) -> String {
     }
 }
 
+/// A command as logs show it: its first line, at most 160 characters
+/// (scripts and binaries go by stdin; commands carry no secrets).
+fn shown_command(command: &str) -> String {
+    let first = command.lines().next().unwrap_or("");
+    let mut shown: String = first.chars().take(160).collect();
+    if shown.len() < command.len() {
+        shown.push('…');
+    }
+    shown
+}
+
 /// The last `n` lines of `text`.
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -114,13 +125,21 @@ impl Host {
             builder.keyfile(key);
         }
         let _ = std::fs::create_dir_all(files.control_dir());
+        tracing::debug!(host = %target.name, addr = %target.addr, own_key = extra_key.is_some(), "connecting");
         match builder.connect(&target.name).await {
-            Ok(session) => Ok(Host {
-                target: target.clone(),
-                session,
-                ssh_config: files.ssh_config(),
-            }),
-            Err(e) => Err(classify_connect_error(files, target, &e)),
+            Ok(session) => {
+                tracing::info!(host = %target.name, addr = %target.addr, "connected");
+                Ok(Host {
+                    target: target.clone(),
+                    session,
+                    ssh_config: files.ssh_config(),
+                })
+            }
+            Err(e) => {
+                let error = classify_connect_error(files, target, &e);
+                tracing::info!(host = %target.name, %error, "connection failed");
+                Err(error)
+            }
         }
     }
 
@@ -192,8 +211,16 @@ impl Host {
                 let _ = stdin.shutdown().await;
             }
         };
+        let started = std::time::Instant::now();
         let ((), out) = tokio::join!(feed, child.wait_with_output());
         let out = out.map_err(fail)?;
+        tracing::info!(
+            host = %self.target.name,
+            command = %shown_command(command),
+            code = ?out.status.code(),
+            secs = started.elapsed().as_secs_f64(),
+            "ran"
+        );
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -18,6 +18,7 @@ fn ssh_command(files: &ClusterFiles, host: &Host) -> String {
 }
 
 async fn rsync(files: &ClusterFiles, host: &Host, args: &[String]) -> Result<(), HostError> {
+    tracing::info!(host = %host.name(), args = %args.join(" "), "rsync");
     let out = Command::new("rsync")
         .arg("-a")
         .arg("--partial")

@@ -245,6 +245,7 @@ impl RayJob {
                 .await
                 .map_err(|e| e.to_string())?;
             if resp.status().is_success() {
+                tracing::info!(trial = %spec.id, submission = %self.submission, "submitted to Ray");
                 return Ok(());
             }
             let status = resp.status();
@@ -319,7 +320,10 @@ impl RayJob {
                         tail = Some(ws);
                         delivered = 0;
                     }
-                    Err(_) => tail_failures += 1,
+                    Err(e) => {
+                        tracing::debug!(submission = %self.submission, error = %e, "log stream not opened");
+                        tail_failures += 1;
+                    }
                 }
             }
             let read = tokio::select! {
@@ -343,7 +347,8 @@ impl RayJob {
                     tail = None;
                     read_to_end = true;
                 }
-                Some(TailRead::Broken(_)) => {
+                Some(TailRead::Broken(e)) => {
+                    tracing::debug!(submission = %self.submission, error = %e, "log stream broke");
                     tail = None;
                     tail_failures += 1;
                 }

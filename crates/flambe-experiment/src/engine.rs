@@ -638,8 +638,14 @@ impl Engine<'_> {
         Ok(())
     }
 
-    async fn run_stage(&mut self, index: usize, mut queue: VecDeque<Trial>) -> Result<()> {
+    async fn run_stage(&mut self, index: usize, queue: VecDeque<Trial>) -> Result<()> {
+        let span = tracing::info_span!("stage", stage = %self.exp.pipeline[index].name);
+        tracing::Instrument::instrument(self.run_stage_in_span(index, queue), span).await
+    }
+
+    async fn run_stage_in_span(&mut self, index: usize, mut queue: VecDeque<Trial>) -> Result<()> {
         let stage = &self.exp.pipeline[index];
+        tracing::info!(trials = queue.len(), "stage started");
         let mut asha = stage.scheduler.as_ref().map(|s| match s {
             Scheduler::Asha {
                 max_t,
@@ -731,6 +737,8 @@ impl Engine<'_> {
             append(&dir.join(log), &header)
                 .map_err(io(format!("cannot write {}", dir.join(log).display())))?;
         }
+        tracing::info!(trial = %trial.id, attempt, host = %host, "trial launched");
+        tracing::debug!(trial = %trial.id, %command, "trial command");
         self.observer.on(Event::TrialStarted {
             stage: &stage.name,
             id: &trial.id,
@@ -927,6 +935,7 @@ impl Engine<'_> {
         };
         let retry = failed && rt.trial.failures < self.exp.max_failures;
         let status = if retry { Status::Pending } else { status };
+        tracing::info!(trial = %id, stage = %stage.name, ?status, %detail, retry, "trial finished");
         self.state(
             self.store
                 .finish_attempt(id, rt.attempt, &detail, failed, status),
