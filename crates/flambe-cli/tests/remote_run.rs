@@ -491,6 +491,29 @@ fn one_experiment_at_a_time_detach_attach_and_force() {
         "interrupted",
         "--force stopped the running experiment"
     );
+
+    // A stage where no trial succeeds fails the experiment with exit 3, on a
+    // cluster as here, whether followed from the start or attached after.
+    let hopeless = dir.path().join("hopeless.yaml");
+    std::fs::write(
+        &hopeless,
+        "!Experiment\nname: hopeless\nmax_failures: 0\npipeline:\n  s: !Stage\n    run: exit 1\n    params:\n      i: !g [1, 2]\n  t: !Stage\n    run: echo never\n",
+    )
+    .unwrap();
+    let (code, text) = flambe(&[
+        hopeless.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("no trial succeeded in stage s, t"), "{text}");
+    let (code, text) = flambe(&[
+        "attach".as_ref(),
+        "hopeless".as_ref(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(3), "{text}");
 }
 
 #[test]

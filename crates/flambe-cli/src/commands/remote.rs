@@ -74,10 +74,10 @@ pub fn run<R: ClusterRunnable>(
         }
         let cluster_file = cluster_file.display().to_string();
         let code = match follow(&cluster, &exp.name, &cluster_file).await {
-            Ok(Some(status)) if finish == Finish::ScriptOutput && status == "finished" => {
+            Ok(Some(end)) if finish == Finish::ScriptOutput && end.status == "finished" => {
                 script_home(&cluster, exp).await
             }
-            Ok(Some(status)) => Ok(ended(&exp.name, &status, &cluster_file)),
+            Ok(Some(end)) => Ok(ended(&cluster, &exp.name, &end, &cluster_file).await),
             Ok(None) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(e),
         };
@@ -118,11 +118,18 @@ async fn script_home(cluster: &Cluster, exp: &Experiment) -> anyhow::Result<Exit
 
 /// Follow the experiment through the site's API until it ends (its final
 /// status) or Ctrl-C (`None`: it goes on without us).
+/// How a followed run ended: its status, and the stages it has (as the
+/// site last listed them).
+struct Ended {
+    status: String,
+    stages: Vec<String>,
+}
+
 async fn follow(
     cluster: &Cluster,
     name: &str,
     cluster_file: &str,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<Ended>> {
     let base = tunnel_here(cluster, SITE_PORT).await?;
     eprintln!("Report site: {base}/ (through an SSH tunnel to the orchestrator)");
     let client = reqwest::Client::builder()
@@ -131,6 +138,7 @@ async fn follow(
     let mut progress = RemoteProgress::new();
     let mut tensorboard_shown = false;
     let mut unreachable_since: Option<Instant> = None;
+    let mut stages: Vec<String> = Vec::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
@@ -172,7 +180,7 @@ async fn follow(
                     let status = marker.stdout.trim().to_string();
                     if !status.is_empty() {
                         progress.finish();
-                        return Ok(Some(status));
+                        return Ok(Some(Ended { status, stages }));
                     }
                 }
                 if since.elapsed() > Duration::from_secs(120) {
@@ -192,10 +200,19 @@ async fn follow(
             progress.line(&tensorboard_here(cluster, &exp).await);
         }
         progress.update(&exp);
+        if let Some(listed) = exp["stages"].as_array() {
+            stages = listed
+                .iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect();
+        }
         let status = exp["status"].as_str().unwrap_or("");
         if matches!(status, "finished" | "interrupted" | "stopped") {
             progress.finish();
-            return Ok(Some(status.to_string()));
+            return Ok(Some(Ended {
+                status: status.to_string(),
+                stages,
+            }));
         }
     }
 }
@@ -229,15 +246,52 @@ async fn tensorboard_here(cluster: &Cluster, exp: &Value) -> String {
     }
 }
 
-/// Say how the run ended and where its results are; exit 0 only if finished.
-fn ended(name: &str, status: &str, cluster_file: &str) -> ExitCode {
+/// Say how the run ended and where its results are. Exit codes as for a
+/// run here: 0 finished, 1 not finished, 3 finished with a stage where no
+/// trial succeeded (read from the results table on the orchestrator).
+async fn ended(cluster: &Cluster, name: &str, end: &Ended, cluster_file: &str) -> ExitCode {
     println!(
-        "Experiment `{name}` {status}. Copy its results here with: flambe pull {name} --cluster {cluster_file}"
+        "Experiment `{name}` {}. Copy its results here with: flambe pull {name} --cluster {cluster_file}",
+        end.status
     );
-    if status == "finished" {
+    if end.status != "finished" {
+        return ExitCode::FAILURE;
+    }
+    let table = cluster
+        .orchestrator()
+        .run(&format!(
+            "cat .flambe/experiments/{name}/runs/{name}/results.json 2>/dev/null"
+        ))
+        .await
+        .ok()
+        .and_then(|o| serde_json::from_str::<Vec<Value>>(&o.stdout).ok())
+        .unwrap_or_default();
+    let mut stages = end.stages.clone();
+    for row in &table {
+        if let Some(stage) = row["stage"].as_str()
+            && !stages.iter().any(|s| s == stage)
+        {
+            stages.push(stage.to_string());
+        }
+    }
+    let empty: Vec<&str> = stages
+        .iter()
+        .filter(|stage| {
+            !table.iter().any(|r| {
+                r["stage"] == stage.as_str()
+                    && matches!(r["status"].as_str(), Some("succeeded" | "stopped"))
+            })
+        })
+        .map(String::as_str)
+        .collect();
+    if empty.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        eprintln!(
+            "error: no trial succeeded in stage {}: see the results table (flambe pull {name} --cluster {cluster_file}) and the trials' logs",
+            empty.join(", ")
+        );
+        ExitCode::from(3)
     }
 }
 
@@ -290,12 +344,13 @@ pub fn attach(name: &str, cluster_file: &Path) -> anyhow::Result<ExitCode> {
     super::cluster::runtime()?.block_on(async {
         let cluster = Cluster::open_orchestrator(&cluster_name).await?;
         let cluster_file = cluster_file.display().to_string();
-        let status = follow(&cluster, name, &cluster_file).await;
+        let code = match follow(&cluster, name, &cluster_file).await {
+            Ok(Some(end)) => Ok(ended(&cluster, name, &end, &cluster_file).await),
+            Ok(None) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(e),
+        };
         cluster.close().await;
-        Ok(match status? {
-            Some(status) => ended(name, &status, &cluster_file),
-            None => ExitCode::SUCCESS,
-        })
+        code
     })
 }
 
