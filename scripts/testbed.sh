@@ -102,7 +102,7 @@ if [ "${1:-}" = roots ]; then
 fi
 
 cmd=${1:-}; id=${2:-}
-[ -n "$cmd" ] && [ -n "$id" ] || die "usage: testbed.sh up|down|cut|restore|add|rekey|env ID [N] [ADDR]"
+[ -n "$cmd" ] && [ -n "$id" ] || die "usage: testbed.sh up|down|cut|restore|reboot|add|rekey|env ID [N] [ADDR]"
 [[ "$id" =~ ^[0-9]+$ ]] && [ "$id" -ge 1 ] && [ "$id" -le 250 ] || die "ID must be 1..250"
 dir=$ROOT/$id
 bridge=fb$id
@@ -245,6 +245,21 @@ case $cmd in
     done
     ip link del "$bridge" 2>/dev/null || true
     rm -rf "$dir"
+    ;;
+  reboot)
+    # Every process of the host goes (sshd, Ray, a driver), its /tmp is
+    # emptied, and sshd starts again: what a host has after a reboot.
+    n=${3:?host number}
+    [ "$(kind)" = host ] || die "reboot is for machine hosts"
+    stop_sshd "$n"
+    for _ in $(seq 1 50); do
+      pids=$(ip netns pids "$(ns "$n")" 2>/dev/null)
+      [ -z "$pids" ] && break
+      echo "$pids" | xargs -r kill -9 2>/dev/null || true
+      sleep 0.1
+    done
+    find "$dir/h$n/tmp" -mindepth 1 -delete 2>/dev/null || true
+    start_sshd "$n"
     ;;
   cut) ip link set "$(veth "${3:?host number}")" down ;;
   restore) ip link set "$(veth "${3:?host number}")" up ;;

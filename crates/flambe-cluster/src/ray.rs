@@ -76,13 +76,18 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
         })?;
     let env = ray_env();
     let head = cluster.orchestrator();
-    head.check(&format!(
-        "{env} {running} || ray start --head --node-ip-address {head_ip} --port {GCS_PORT} \
-         --dashboard-host 127.0.0.1 --dashboard-port {DASHBOARD_PORT} --num-cpus 0 --num-gpus 0 \
-         --resources '{{\"orchestrator\": 1}}' --disable-usage-stats",
-        running = raylet_running(&head_ip)
-    ))
-    .await?;
+    let said = head
+        .check(&format!(
+            "{env} if {running}; then echo {HEAD_WAS_RUNNING}; else ray start --head --node-ip-address {head_ip} --port {GCS_PORT} \
+             --dashboard-host 127.0.0.1 --dashboard-port {DASHBOARD_PORT} --num-cpus 0 --num-gpus 0 \
+             --resources '{{\"orchestrator\": 1}}' --disable-usage-stats; fi",
+            running = raylet_running(&head_ip)
+        ))
+        .await?;
+    // A new head (the orchestrator rebooted, or Ray died there) is a new
+    // Ray cluster: workers still running belong to the old one and would
+    // never join it. They are stopped and started again.
+    let new_head = !said.contains(HEAD_WAS_RUNNING);
     let workers = cluster.hosts.iter().filter_map(|h| {
         let hs = state.host(h.name())?;
         (hs.role == Role::Factory).then(|| {
@@ -90,8 +95,13 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
             let head_ip = head_ip.clone();
             let env = env.clone();
             async move {
+                let stale = if new_head {
+                    format!("{}; ", stop_node(&ip))
+                } else {
+                    String::new()
+                };
                 h.check(&format!(
-                    "{env} {running} || ray start --address {head_ip}:{GCS_PORT} --node-ip-address {ip} \
+                    "{env} {stale}{running} || ray start --address {head_ip}:{GCS_PORT} --node-ip-address {ip} \
                      --num-cpus $(nproc) --num-gpus $(cat .flambe/gpus 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU')) \
                      --disable-usage-stats",
                     running = raylet_running(&ip)
@@ -133,6 +143,21 @@ fn raylet_running(ip: &str) -> String {
     format!(
         "(for f in /proc/[0-9]*/cmdline; do [ -O \"$f\" ] && tr '\\0' ' ' < \"$f\" 2>/dev/null | \
          grep -qE 'raylet.*node.ip.address={ip}( |$)' && exit 0; done; exit 1)"
+    )
+}
+
+/// What the head's start command prints when Ray already ran there.
+const HEAD_WAS_RUNNING: &str = "flambe: the Ray head already runs";
+
+/// A shell command that stops this user's Ray processes of one node (by
+/// the node address they were started with) and waits until they are gone.
+/// Not `ray stop`: it stops every Ray of the user on the machine, and one
+/// machine can hold several nodes' processes (or another Ray of the user).
+fn stop_node(ip: &str) -> String {
+    format!(
+        "for _ in $(seq 1 50); do found=0; for f in /proc/[0-9]*/cmdline; do [ -O \"$f\" ] && tr '\\0' ' ' < \"$f\" 2>/dev/null | \
+         grep -qE 'node.ip.address={ip}( |$)' && {{ p=${{f#/proc/}}; kill -9 ${{p%/cmdline}} 2>/dev/null; found=1; }}; done; \
+         [ $found = 0 ] && break; sleep 0.2; done"
     )
 }
 

@@ -56,15 +56,22 @@ fn other(host: &Host, detail: String) -> ClusterError {
     })
 }
 
+/// A shell test for "process `pid` runs": it exists and is not a zombie
+/// (a killed driver whose parent is an init that does not reap, as in many
+/// containers, stays in the process table and answers `kill -0`).
+fn process_alive(pid: u32) -> String {
+    format!(
+        "s=$(sed 's/.*) //' /proc/{pid}/stat 2>/dev/null | cut -c1); [ -n \"$s\" ] && [ \"$s\" != Z ]"
+    )
+}
+
 /// The running driver, if any.
 pub async fn running_driver(orch: &Host) -> Result<Option<Driver>, ClusterError> {
     let out = orch.run("cat .flambe/driver.json 2>/dev/null").await?;
     let Ok(driver) = serde_json::from_str::<Driver>(out.stdout.trim()) else {
         return Ok(None);
     };
-    let alive = orch
-        .run(&format!("kill -0 {} 2>/dev/null", driver.pid))
-        .await?;
+    let alive = orch.run(&process_alive(driver.pid)).await?;
     Ok((alive.code == Some(0)).then_some(driver))
 }
 
@@ -76,12 +83,7 @@ pub async fn stop_driver(orch: &Host, driver: &Driver) -> Result<(), ClusterErro
     ))
     .await?;
     for _ in 0..120 {
-        if orch
-            .run(&format!("kill -0 {} 2>/dev/null", driver.pid))
-            .await?
-            .code
-            != Some(0)
-        {
+        if orch.run(&process_alive(driver.pid)).await?.code != Some(0) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -280,8 +282,10 @@ pub async fn launch<R: ClusterRunnable>(
     let tensorboard_flag = if tensorboard { "" } else { " --no-tensorboard" };
     // The driver as a script, so that `setsid` starts one command whose pid
     // is also its session's and process group's id.
+    // It writes its own pid: `$!` of the backgrounded `setsid` is the
+    // shell's subshell (or `setsid`'s parent), not the driver.
     let script = format!(
-        "#!/bin/sh\nexec \"$HOME/.flambe/bin/flambe\" runnable.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
+        "#!/bin/sh\necho $$ > driver.pid.tmp && mv driver.pid.tmp driver.pid\nexec \"$HOME/.flambe/bin/flambe\" runnable.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
          --sync-host {orch_name} --site-port {SITE_PORT}{secrets_flag}{force_flag}{tensorboard_flag} > driver.log 2>&1\n",
         orch_name = orch.name()
     );
@@ -292,10 +296,12 @@ pub async fn launch<R: ClusterRunnable>(
     .await?;
     let pid = orch
         .check(&format!(
-            "cd {base} && {env} setsid ./driver.sh >/dev/null 2>&1 </dev/null & echo $!",
+            "cd {base} && rm -f driver.pid && ({env} setsid ./driver.sh >/dev/null 2>&1 </dev/null &) && \
+             for _ in $(seq 1 100); do [ -s driver.pid ] && exec cat driver.pid; sleep 0.1; done; exit 1",
             env = ray_env()
         ))
-        .await?;
+        .await
+        .map_err(|e| other(orch, format!("the driver did not start ({e}); see {base}/driver.log")))?;
     let pid: u32 = pid.trim().parse().map_err(|_| {
         other(
             orch,

@@ -190,6 +190,12 @@ impl Testbed {
         run(&["restore".into(), self.id.to_string(), n.to_string()]);
     }
 
+    /// Host `n` as after a reboot: all its processes gone, `/tmp` empty,
+    /// sshd answering again.
+    pub fn reboot(&self, n: u32) {
+        run(&["reboot".into(), self.id.to_string(), n.to_string()]);
+    }
+
     pub fn rekey(&self, n: u32) {
         run(&["rekey".into(), self.id.to_string(), n.to_string()]);
     }

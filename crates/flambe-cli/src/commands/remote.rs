@@ -177,11 +177,14 @@ async fn follow(
                             "cat .flambe/experiments/{name}/runs/{name}/status 2>/dev/null"
                         ))
                         .await?;
-                    let status = marker.stdout.trim().to_string();
-                    if !status.is_empty() {
-                        progress.finish();
-                        return Ok(Some(Ended { status, stages }));
-                    }
+                    // No marker: the driver died before it could write
+                    // one (killed, or its machine restarted).
+                    let status = match marker.stdout.trim() {
+                        "" => "running".to_string(),
+                        said => said.to_string(),
+                    };
+                    progress.finish();
+                    return Ok(Some(Ended { status, stages }));
                 }
                 if since.elapsed() > Duration::from_secs(120) {
                     let log = cluster
@@ -254,6 +257,12 @@ async fn ended(cluster: &Cluster, name: &str, end: &Ended, cluster_file: &str) -
         "Experiment `{name}` {}. Copy its results here with: flambe pull {name} --cluster {cluster_file}",
         end.status
     );
+    if end.status == "running" {
+        // The status marker still says running, but no driver runs.
+        eprintln!(
+            "error: the driver of `{name}` on the orchestrator ended without finishing it (killed, or the machine restarted; its log is ~/.flambe/experiments/{name}/driver.log there)\nhint: run the same command again: it resumes the experiment there, and trials that finished are not run again"
+        );
+    }
     if end.status != "finished" {
         return ExitCode::FAILURE;
     }

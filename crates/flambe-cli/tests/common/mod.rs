@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 
+pub mod ray_cluster;
+
 /// GET `path` from `url` (`http://127.0.0.1:PORT[/]` or `127.0.0.1:PORT`):
 /// `(status, body)`, or `None` when nothing answers there (yet).
 pub fn try_get(url: &str, path: &str) -> Option<(u16, Vec<u8>)> {

@@ -1,0 +1,295 @@
+//! The cluster fault matrix, on test hosts in network namespaces
+//! (orchestrator + 2 factories, Ray from PyPI): in every case the
+//! experiment finishes with every trial's result, and no trial the driver
+//! had recorded as finished runs again.
+//!
+//! - the orchestrator's driver killed with SIGKILL mid-stage, three times,
+//!   each followed by the same command from the laptop (it resumes there);
+//! - the laptop side killed mid-run, then `flambe attach`;
+//! - a factory cut off mid-trial, then brought back;
+//! - the orchestrator rebooted (every process gone, Ray included, `/tmp`
+//!   emptied), then the same command.
+//!
+//! Root only; skipped with a reason otherwise, a failure under CI=true.
+
+mod common;
+
+use common::ray_cluster::RayCluster;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// An experiment of `trials` trials of `seconds` each; every trial marks
+/// its start and its end in the home of the host it runs on.
+fn experiment(dir: &Path, name: &str, trials: u32, seconds: u32) -> PathBuf {
+    let config = dir.join(format!("{name}.yaml"));
+    let values: Vec<String> = (1..=trials).map(|i| i.to_string()).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "!Experiment\nname: {name}\nmax_failures: 3\npipeline:\n  s: !Stage\n    run: |-\n      echo {{trial}} >> $HOME/started-{name}; sleep {seconds}; echo {{trial}} >> $HOME/done-{name}; echo '{{\"step\": 1, \"a\": {{i}}}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [{}]\n    cpus: 1\n    metric: a\n    mode: max\n",
+            values.join(", ")
+        ),
+    )
+    .unwrap();
+    config
+}
+
+struct Matrix {
+    rc: RayCluster,
+}
+
+struct Snapshot {
+    finished: BTreeSet<String>,
+    completions: BTreeMap<String, usize>,
+}
+
+impl Matrix {
+    fn results_dir(&self, name: &str) -> PathBuf {
+        self.rc
+            .bed
+            .home(1)
+            .join(format!(".flambe/experiments/{name}/runs/{name}"))
+    }
+
+    /// Trials the driver has recorded as succeeded.
+    fn succeeded(&self, name: &str) -> BTreeSet<String> {
+        let db = self.results_dir(name).join("state.db");
+        let Ok(conn) =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return BTreeSet::new();
+        };
+        let Ok(mut stmt) = conn.prepare("SELECT id FROM trials WHERE status = 'succeeded'") else {
+            return BTreeSet::new();
+        };
+        stmt.query_map([], |r| r.get(0))
+            .map(|rows| rows.flatten().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many times each trial's command ran to its end, on any factory.
+    fn completions(&self, name: &str) -> BTreeMap<String, usize> {
+        self.marks(&format!("done-{name}"))
+    }
+
+    fn marks(&self, file: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for n in [2, 3] {
+            let text = std::fs::read_to_string(self.rc.bed.home(n).join(file)).unwrap_or_default();
+            for line in text.lines() {
+                *counts.entry(line.to_string()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// The laptop side: `flambe CONFIG --cluster C`, its output in a file.
+    fn start(&self, config: &Path, log: &str) -> Child {
+        let out = std::fs::File::create(self.rc.dir.path().join(log)).unwrap();
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
+            .env("FLAMBE_HOME", self.rc.dir.path().join("home"))
+            .arg("-v")
+            .arg(config)
+            .arg("--cluster")
+            .arg(&self.rc.cluster)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self, log: &str) -> String {
+        std::fs::read_to_string(self.rc.dir.path().join(log)).unwrap_or_default()
+    }
+
+    fn driver_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.rc.bed.home(1).join(".flambe/driver.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+
+    /// Wait until `done` holds, polling the files it reads.
+    fn wait_for(&self, what: &str, limit: u64, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(limit),
+                "timed out after {limit} s waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What the driver had recorded as finished at a moment, and how often
+    /// each trial's command had run to its end by then.
+    fn snapshot(&self, name: &str) -> Snapshot {
+        Snapshot {
+            finished: self.succeeded(name),
+            completions: self.completions(name),
+        }
+    }
+
+    /// Every trial succeeded with its own metric, and none that a snapshot
+    /// saw finished ran again after it. (A command that ended just before
+    /// its driver died, unrecorded, rightly runs again.)
+    fn assert_whole(&self, name: &str, trials: u32, snapshots: &[Snapshot]) {
+        let text = std::fs::read_to_string(self.results_dir(name).join("results.json")).unwrap();
+        let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(rows.len(), trials as usize, "{rows:?}");
+        for r in &rows {
+            assert_eq!(r["status"], "succeeded", "{r}");
+            assert_eq!(r["best_metric"].as_f64(), r["params"]["i"].as_f64(), "{r}");
+        }
+        let done = self.completions(name);
+        for r in &rows {
+            let id = r["id"].as_str().unwrap();
+            assert!(
+                done.get(id).copied().unwrap_or(0) >= 1,
+                "{id} never ran to its end"
+            );
+        }
+        for snap in snapshots {
+            assert!(!snap.finished.is_empty());
+            for id in &snap.finished {
+                assert_eq!(
+                    done.get(id),
+                    snap.completions.get(id),
+                    "{id} was recorded as finished, then ran again: {done:?} (then: {:?})",
+                    snap.completions
+                );
+            }
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: u64, m: &Matrix, log: &str) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > Duration::from_secs(limit) {
+            let _ = child.kill();
+            panic!(
+                "the laptop side did not end within {limit} s:\n{}",
+                m.log(log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_and_a_reboot() {
+    let test =
+        "every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_and_a_reboot";
+    let Some(rc) = RayCluster::new(test, 128, "faults", 2, false) else {
+        return;
+    };
+    let m = Matrix { rc };
+    let dir = m.rc.dir.path().to_path_buf();
+    let mut costs = Vec::new();
+
+    // 1. The driver killed three times, each time followed by the same
+    // command, which resumes the experiment on the orchestrator.
+    let begin = Instant::now();
+    let config = experiment(&dir, "killed", 16, 3);
+    let mut snapshots = Vec::new();
+    for round in 0..3 {
+        let log = format!("killed-{round}.log");
+        let mut laptop = m.start(&config, &log);
+        let before = m.succeeded("killed").len();
+        m.wait_for("two more trials to finish", 300, || {
+            m.succeeded("killed").len() >= before + 2
+        });
+        snapshots.push(m.snapshot("killed"));
+        let pid = m.driver_pid().expect("a driver runs");
+        // SAFETY: signalling the driver process this test's run started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        let code = wait_exit(&mut laptop, 120, &m, &log);
+        assert_ne!(code, Some(0), "{}", m.log(&log));
+    }
+    let mut laptop = m.start(&config, "killed-last.log");
+    let code = wait_exit(&mut laptop, 600, &m, "killed-last.log");
+    assert_eq!(code, Some(0), "{}", m.log("killed-last.log"));
+    m.assert_whole("killed", 16, &snapshots);
+    costs.push(("driver SIGKILL x3, then the same command", begin.elapsed()));
+
+    // 2. The laptop side killed mid-run, then `flambe attach`.
+    let begin = Instant::now();
+    let config = experiment(&dir, "detached", 8, 3);
+    let mut laptop = m.start(&config, "detached.log");
+    m.wait_for("two trials to finish", 300, || {
+        m.succeeded("detached").len() >= 2
+    });
+    laptop.kill().unwrap();
+    laptop.wait().unwrap();
+    let snapshot = m.snapshot("detached");
+    let (code, text) = m.rc.flambe(&[
+        "attach".as_ref(),
+        "detached".as_ref(),
+        "--cluster".as_ref(),
+        m.rc.cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    m.assert_whole("detached", 8, &[snapshot]);
+    costs.push(("laptop killed, then attach", begin.elapsed()));
+
+    // 3. A factory cut off while its trials run, brought back later.
+    let begin = Instant::now();
+    let config = experiment(&dir, "cut", 12, 4);
+    let mut laptop = m.start(&config, "cut.log");
+    // A trial runs on factory 1 (host 3) now: started there, not ended.
+    let running_on_3 = || {
+        let read = |f: &str| -> BTreeSet<String> {
+            std::fs::read_to_string(m.rc.bed.home(3).join(f))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        };
+        read("started-cut").difference(&read("done-cut")).count() > 0
+    };
+    m.wait_for("a finished trial and one running on factory 1", 300, || {
+        !m.succeeded("cut").is_empty() && running_on_3()
+    });
+    let snapshot = m.snapshot("cut");
+    m.rc.bed.cut(3);
+    m.wait_for("two more trials to finish elsewhere", 300, || {
+        m.succeeded("cut").len() >= snapshot.finished.len() + 2
+    });
+    m.rc.bed.restore(3);
+    let code = wait_exit(&mut laptop, 600, &m, "cut.log");
+    assert_eq!(code, Some(0), "{}", m.log("cut.log"));
+    m.assert_whole("cut", 12, &[snapshot]);
+    costs.push(("factory cut off and brought back", begin.elapsed()));
+
+    // 4. The orchestrator rebooted: every process gone, Ray included.
+    let begin = Instant::now();
+    let config = experiment(&dir, "rebooted", 8, 3);
+    let mut laptop = m.start(&config, "rebooted-0.log");
+    m.wait_for("two trials to finish", 300, || {
+        m.succeeded("rebooted").len() >= 2
+    });
+    let snapshot = m.snapshot("rebooted");
+    m.rc.bed.reboot(1);
+    let code = wait_exit(&mut laptop, 180, &m, "rebooted-0.log");
+    assert_ne!(code, Some(0), "{}", m.log("rebooted-0.log"));
+    let mut laptop = m.start(&config, "rebooted-1.log");
+    let code = wait_exit(&mut laptop, 600, &m, "rebooted-1.log");
+    assert_eq!(code, Some(0), "{}", m.log("rebooted-1.log"));
+    m.assert_whole("rebooted", 8, &[snapshot]);
+    costs.push((
+        "orchestrator rebooted, then the same command",
+        begin.elapsed(),
+    ));
+
+    for (case, took) in costs {
+        eprintln!("fault matrix: {case}: {:.0} s", took.as_secs_f64());
+    }
+}
