@@ -29,7 +29,7 @@ fn experiment(dir: &Path, name: &str, trials: u32, seconds: u32) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "!Experiment\nname: {name}\nmax_failures: 3\npipeline:\n  s: !Stage\n    run: |-\n      echo {{trial}} >> $HOME/started-{name}; sleep {seconds}; echo {{trial}} >> $HOME/done-{name}; echo '{{\"step\": 1, \"a\": {{i}}}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [{}]\n    cpus: 1\n    metric: a\n    mode: max\n",
+            "!Experiment\nname: {name}\nmax_failures: 3\npipeline:\n  s: !Stage\n    run: |-\n      echo {{trial}} >> $HOME/started-{name}; sleep {seconds}; echo {{trial}} >> $HOME/done-{name}; echo $FLAMBE_ATTEMPT > {{out}}/ran-attempt; echo '{{\"step\": 1, \"a\": {{i}}}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [{}]\n    cpus: 1\n    metric: a\n    mode: max\n",
             values.join(", ")
         ),
     )
@@ -142,6 +142,27 @@ impl Matrix {
         for r in &rows {
             assert_eq!(r["status"], "succeeded", "{r}");
             assert_eq!(r["best_metric"].as_f64(), r["params"]["i"].as_f64(), "{r}");
+        }
+        // Each trial's folder holds what its recorded attempt made, not a
+        // late copy from an older attempt (a factory cut off, then back).
+        let db = rusqlite::Connection::open_with_flags(
+            self.results_dir(name).join("state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        for r in &rows {
+            let id = r["id"].as_str().unwrap();
+            let attempt: i64 = db
+                .query_row("SELECT attempt FROM trials WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            let ran = std::fs::read_to_string(
+                self.results_dir(name)
+                    .join(format!("trials/{id}/out/ran-attempt")),
+            )
+            .unwrap_or_default();
+            assert_eq!(ran.trim(), attempt.to_string(), "{id}'s folder");
         }
         let done = self.completions(name);
         for r in &rows {

@@ -80,10 +80,30 @@ fn cluster_ssh_config() -> String {
     format!("{home}/.flambe/cluster/ssh_config")
 }
 
-/// rsync over the cluster's own ssh.
-async fn rsync(from: &str, to: &str) -> Result<(), String> {
-    let out = tokio::process::Command::new("rsync")
-        .args(["-a", "-e", &format!("ssh -F {}", cluster_ssh_config())])
+/// The file in a trial's folder on the results host that names the attempt
+/// whose results the folder takes (written by the driver at each launch).
+pub const ATTEMPT_FILE: &str = "attempt";
+
+/// A shell test that holds where `dir`'s attempt file names `attempt`.
+fn attempt_guard(dir: &std::path::Path, attempt: &str) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let file = format!("{}/{ATTEMPT_FILE}", dir.display());
+    format!(
+        "test \"$(cat {} 2>/dev/null)\" = {}",
+        quote(&file),
+        quote(attempt)
+    )
+}
+
+/// rsync over the cluster's own ssh; `remote_guard`, when given, is a shell
+/// test run on the other side first: the copy happens only if it holds.
+async fn rsync(from: &str, to: &str, remote_guard: Option<&str>) -> Result<(), String> {
+    let mut rsync = tokio::process::Command::new("rsync");
+    rsync.args(["-a", "-e", &format!("ssh -F {}", cluster_ssh_config())]);
+    if let Some(guard) = remote_guard {
+        rsync.arg(format!("--rsync-path={guard} && rsync"));
+    }
+    let out = rsync
         .args([from, to])
         .output()
         .await
@@ -107,7 +127,7 @@ async fn fetch_inputs(spec: &JobSpec, host: &str) -> Result<(), String> {
     for input in &spec.inputs {
         std::fs::create_dir_all(input)
             .map_err(|e| format!("cannot create {}: {e}", input.display()))?;
-        rsync(&format!("{host}:{}", dir_arg(input)), &dir_arg(input)).await?;
+        rsync(&format!("{host}:{}", dir_arg(input)), &dir_arg(input), None).await?;
     }
     Ok(())
 }
@@ -117,7 +137,22 @@ async fn push_results(spec: &JobSpec, host: &str) -> Result<(), String> {
     let Some(dir) = spec.metrics.parent() else {
         return Ok(());
     };
-    rsync(&dir_arg(dir), &format!("{host}:{}", dir_arg(dir))).await
+    // Only into the folder of this very attempt: if the driver has started
+    // another since (this node was cut off and came back late), the newer
+    // attempt's results stay.
+    let attempt = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "FLAMBE_ATTEMPT")
+        .map(|(_, v)| v.clone());
+    let guard = attempt.map(|n| attempt_guard(dir, &n));
+    rsync(&dir_arg(dir), &format!("{host}:{}", dir_arg(dir)), guard.as_deref())
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}; the results host cannot be reached, or the driver has started a newer attempt of this trial since (whose results stay)"
+            )
+        })
 }
 
 /// The secrets file's JSON map: read over ssh from the results host (never
@@ -323,6 +358,26 @@ async fn stop_signal() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_go_back_only_into_the_folder_of_their_own_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let trial = dir.path().join("it's a trial");
+        std::fs::create_dir_all(&trial).unwrap();
+        let holds = |attempt: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(attempt_guard(&trial, attempt))
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(!holds("1"), "no attempt file: refused");
+        std::fs::write(trial.join(ATTEMPT_FILE), "2").unwrap();
+        assert!(holds("2"));
+        assert!(!holds("1"), "an older attempt is refused");
+        assert!(!holds("2' || true; '"), "quoted");
+    }
 
     #[test]
     fn specs_and_messages_round_trip() {

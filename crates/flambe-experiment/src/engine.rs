@@ -16,6 +16,7 @@ use crate::search::{expand, render_value};
 use crate::state::{Status, Store, Trial};
 use flambe_config::template::{Ref, classify};
 use flambe_config::{EnvValue, EnvVar, Experiment, ResourceLocation, Scheduler, Stage};
+use flambe_executor::wrapper::ATTEMPT_FILE;
 use flambe_executor::{
     Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, local::MARKER_VAR,
 };
@@ -699,6 +700,10 @@ impl Engine<'_> {
         let params_json = serde_json::Value::Object(trial.params.clone()).to_string();
         std::fs::write(dir.join("params.json"), &params_json)
             .map_err(io(format!("cannot write params of {}", trial.id)))?;
+        // The attempt whose results the folder takes: a factory that was cut
+        // off and comes back late with an older attempt's results is refused.
+        std::fs::write(dir.join(ATTEMPT_FILE), attempt.to_string())
+            .map_err(io(format!("cannot write the attempt of {}", trial.id)))?;
         let command = match self.render(stage, &trial, &out) {
             Ok(c) => c,
             Err(why) => {
