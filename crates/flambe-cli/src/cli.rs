@@ -133,6 +133,9 @@ pub enum Command {
     /// Run one trial as a Ray job's entrypoint (used by flambe itself)
     #[command(hide = true)]
     TrialRun { spec: String },
+    /// Kill a trial's processes once its wrapper is gone (used by flambe itself)
+    #[command(hide = true)]
+    TrialGuard { marker: String },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]

@@ -154,3 +154,64 @@ fn a_killed_drivers_trials_are_killed_by_the_rerun_however_they_forked() {
         "{results}"
     );
 }
+
+/// The same on a factory: there a trial runs under `flambe trial-run` (the
+/// Ray job's entrypoint). When that wrapper is SIGKILLed (Ray giving up on
+/// stopping a job, its raylet dying), its guard kills the trial, however
+/// it forked, at once rather than at some later rerun on that node.
+#[test]
+fn a_killed_trial_wrappers_trial_goes_with_it_however_it_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_path_buf();
+    setup(&scratch);
+    let bin = assert_cmd::cargo::cargo_bin("flambe");
+    let mut wrappers = Vec::new();
+    for (name, command) in STYLES {
+        let trial = scratch.join(format!("trials/{name}"));
+        let out = trial.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = flambe_executor::JobSpec {
+            id: name.to_string(),
+            command: command.to_string(),
+            cwd: out.clone(),
+            env: vec![
+                ("T".to_string(), scratch.display().to_string()),
+                ("FLAMBE_OUT".to_string(), out.display().to_string()),
+            ],
+            cpus: 1.0,
+            gpus: 0,
+            timeout: None,
+            stdout: trial.join("stdout.log"),
+            stderr: trial.join("stderr.log"),
+            metrics: trial.join("metrics.jsonl"),
+            echo: false,
+            inputs: Vec::new(),
+            sync_host: None,
+            secret_env: Vec::new(),
+            secrets_file: None,
+            path_prefix: None,
+        };
+        let wrapper = std::process::Command::new(&bin)
+            .arg("trial-run")
+            .arg(flambe_executor::wrapper::encode_spec(&spec))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wrappers.push(wrapper);
+    }
+    let pids = scratch.join("pids");
+    wait_for("every trial's processes", Duration::from_secs(60), || {
+        holds(&pids).len() >= 2 * STYLES.len()
+    });
+    for w in &mut wrappers {
+        w.kill().unwrap(); // SIGKILL: the wrapper cleans up nothing itself
+        w.wait().unwrap();
+    }
+    let started = holds(&pids);
+    wait_for(
+        "the trials of the killed wrappers to go",
+        Duration::from_secs(15),
+        || started.iter().all(|(_, p)| !alive(*p, &scratch)),
+    );
+}

@@ -272,8 +272,8 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
     code
 }
 
-/// The trial's command as a local job on this node; relays its events and
-/// returns its exit code and outcome message.
+/// The trial's command as a local job on this node, watched by a guard
+/// that outlives this process; returns its exit code and outcome message.
 async fn run_local_job(spec: JobSpec) -> (i32, Message) {
     let marker = crate::marker_of(&spec.env);
     // Leftovers of an earlier attempt of this trial on this node (its
@@ -281,6 +281,18 @@ async fn run_local_job(spec: JobSpec) -> (i32, Message) {
     if let Some(m) = &marker {
         crate::kill_marked(m);
     }
+    let guard = marker.as_deref().and_then(Guard::start);
+    let ended = relay_local_job(spec, marker).await;
+    // Done with before the outcome is told: a retry of this trial on this
+    // node is never in reach of this attempt's guard.
+    if let Some(g) = guard {
+        g.release();
+    }
+    ended
+}
+
+/// Run the job here and relay its events as the wrapper's lines.
+async fn relay_local_job(spec: JobSpec, marker: Option<String>) -> (i32, Message) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut local = LocalExecutor::new(spec.cpus.max(0.01), 0, tx).keep_gpu_env();
     local.launch(JobSpec { echo: true, ..spec });
@@ -335,6 +347,52 @@ async fn run_local_job(spec: JobSpec) -> (i32, Message) {
         timed_out: false,
     };
     (1, lost)
+}
+
+/// `flambe trial-guard MARKER`, started by the wrapper: a process of its
+/// own group that waits for the end of a pipe whose only writer is the
+/// wrapper, then kills every process that carries the trial's marker. A
+/// wrapper that is SIGKILLed (Ray stopping a job for good, its raylet dying)
+/// cannot clean up itself; the pipe still closes, and the trial goes too.
+struct Guard {
+    child: std::process::Child,
+}
+
+impl Guard {
+    fn start(marker: &str) -> Option<Guard> {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().ok()?;
+        let child = std::process::Command::new(exe)
+            .arg("trial-guard")
+            .arg(marker)
+            // Not marked itself, or it would kill itself first.
+            .env_remove(crate::local::MARKER_VAR)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .ok()?;
+        Some(Guard { child })
+    }
+
+    /// Close the pipe and wait for the guard's last sweep.
+    fn release(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// `flambe trial-guard MARKER`: wait for stdin to close, then kill what
+/// carries the marker (see [`Guard`]).
+pub fn guard_trial(marker: &str) {
+    // SAFETY: setting a signal's disposition to ignored, before any thread
+    // exists; the guard must not go with its session's hangup.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    crate::kill_marked(marker);
 }
 
 /// The first of SIGTERM, SIGINT or SIGHUP; never, where they cannot be

@@ -14,6 +14,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions { shell }) => completions::print(shell),
         Some(Command::TrialRun { spec }) => trial_run(&spec),
+        Some(Command::TrialGuard { marker }) => {
+            flambe_executor::wrapper::guard_trial(&marker);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Attach { name, cluster }) => remote::attach(&name, &cluster),
         Some(Command::Pull { name, cluster, to }) => {
             remote::pull_results(&name, &cluster, to.as_deref())
