@@ -379,11 +379,8 @@ impl RayJob {
             let streaming = tail.is_some() || (!read_to_end && tail_failures < TAIL_ATTEMPTS);
             if !streaming && !read_to_end {
                 // No stream: read the whole log, keeping only what is new.
-                if let Ok(text) = self.logs().await {
-                    for line in lines.feed(0, text.as_bytes()) {
-                        self.relay(id, &line, echo, &mut outcome);
-                    }
-                }
+                self.relay_whole_log(&mut lines, id, echo, &mut outcome)
+                    .await;
             }
             if !ended {
                 continue;
@@ -395,11 +392,8 @@ impl RayJob {
             }
             if !read_to_end && streaming {
                 // The stream never closed: take the rest over HTTP.
-                if let Ok(text) = self.logs().await {
-                    for line in lines.feed(0, text.as_bytes()) {
-                        self.relay(id, &line, echo, &mut outcome);
-                    }
-                }
+                self.relay_whole_log(&mut lines, id, echo, &mut outcome)
+                    .await;
             }
             if let Some(line) = lines.finish() {
                 self.relay(id, &line, echo, &mut outcome);
@@ -414,6 +408,21 @@ impl RayJob {
                     status["message"].as_str().unwrap_or("no message")
                 ))
             });
+        }
+    }
+
+    /// Read the whole log over HTTP and relay the lines not seen yet.
+    async fn relay_whole_log(
+        &self,
+        lines: &mut LogLines,
+        id: &str,
+        echo: bool,
+        outcome: &mut Option<Outcome>,
+    ) {
+        if let Ok(text) = self.logs().await {
+            for line in lines.feed(0, text.as_bytes()) {
+                self.relay(id, &line, echo, outcome);
+            }
         }
     }
 

@@ -116,8 +116,6 @@ async fn script_home(cluster: &Cluster, exp: &Experiment) -> anyhow::Result<Exit
     Ok(super::run::print_script_end(&report))
 }
 
-/// Follow the experiment through the site's API until it ends (its final
-/// status) or Ctrl-C (`None`: it goes on without us).
 /// How a followed run ended: its status, and the stages it has (as the
 /// site last listed them).
 struct Ended {
@@ -125,6 +123,8 @@ struct Ended {
     stages: Vec<String>,
 }
 
+/// Follow the experiment through the site's API until it ends (its final
+/// status) or Ctrl-C (`None`: it goes on without us).
 async fn follow(
     cluster: &Cluster,
     name: &str,
