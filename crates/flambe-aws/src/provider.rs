@@ -79,7 +79,8 @@ pub struct AwsRecord {
     pub creator: String,
 }
 
-fn record_path(name: &str) -> PathBuf {
+/// Where the AWS provider keeps its record of a cluster.
+pub fn record_path(name: &str) -> PathBuf {
     cluster_dir(name).join("aws.json")
 }
 
@@ -788,7 +789,7 @@ fn as_ssh_cluster(cfg: &AwsCluster, orchestrator: &Instance, factories: &[Instan
 fn mark_provider(name: &str) {
     let files = flambe_cluster::state::ClusterFiles::new(cluster_dir(name));
     if let Ok(Some(mut state)) = files.load() {
-        state.provider = "aws".to_string();
+        state.provider = flambe_cluster::state::Provider::Aws;
         let _ = files.save(&state);
     }
 }

@@ -65,16 +65,6 @@ pub struct RunArgs {
     /// (e.g. http://127.0.0.1:8265); every node must have this flambe build
     #[arg(long, value_name = "URL")]
     pub ray_address: Option<String>,
-
-    /// With --ray-address: results live on this host of the cluster's
-    /// ssh_config (trials fetch inputs from it and send results back)
-    #[arg(long, value_name = "HOST", requires = "ray_address", hide = true)]
-    pub sync_host: Option<String>,
-
-    /// With --ray-address: the experiment's secrets, a 0600 JSON file
-    /// (on the sync host); trials read their `!env` values from it
-    #[arg(long, value_name = "FILE", requires = "ray_address", hide = true)]
-    pub secrets: Option<std::path::PathBuf>,
 }
 
 /// Where the report site listens.
@@ -133,6 +123,10 @@ pub enum Command {
     /// Run one trial as a Ray job's entrypoint (used by flambe itself)
     #[command(hide = true)]
     TrialRun { spec: String },
+    /// Drive an experiment on a cluster's orchestrator, as its
+    /// `driver.spec.json` says (used by flambe itself)
+    #[command(hide = true)]
+    Drive { spec: PathBuf },
     /// Kill a trial's processes once its wrapper is gone (used by flambe itself)
     #[command(hide = true)]
     TrialGuard { marker: String },

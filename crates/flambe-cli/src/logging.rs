@@ -28,6 +28,7 @@ const OURS: &[&str] = &[
     "flambe_executor",
     "flambe_report",
     "flambe_aws",
+    "flambe_ops",
 ];
 
 /// Clients whose events `-vv` shows too.

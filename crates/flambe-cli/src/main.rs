@@ -4,8 +4,11 @@
 mod cli;
 mod commands;
 mod logging;
+mod outcome;
+mod print;
 mod progress;
 mod render;
+mod steps;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -4,6 +4,7 @@
 
 use flambe_experiment::{Event, Observer, StageResult, Status};
 use flambe_report::TensorBoardObserver;
+use flambe_report::api::ExperimentSummary;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 
@@ -83,7 +84,7 @@ impl RemoteProgress {
         }
     }
 
-    pub fn update(&mut self, exp: &serde_json::Value) {
+    pub fn update(&mut self, exp: &ExperimentSummary) {
         if self.multi.is_hidden() {
             let line = progress_line(exp);
             if line != self.last_line {
@@ -92,24 +93,23 @@ impl RemoteProgress {
             }
             return;
         }
-        for s in exp["stages"].as_array().into_iter().flatten() {
-            let name = s["name"].as_str().unwrap_or("?");
-            let count = |k: &str| s[k].as_u64().unwrap_or(0);
+        for s in &exp.stages {
             let bar = self
                 .bars
-                .entry(name.to_string())
-                .or_insert_with(|| stage_bar(&self.multi, name, 0));
-            bar.set_length(count("total"));
-            bar.set_position(count("done"));
-            let best = s["metric"]
-                .as_str()
-                .zip(s["best"]["value"].as_f64())
-                .map(|(m, v)| (m, v, s["best"]["id"].as_str().unwrap_or("")));
-            bar.set_message(stage_message(
-                count("running") as usize,
-                count("failed") as usize,
-                best,
-            ));
+                .entry(s.name.clone())
+                .or_insert_with(|| stage_bar(&self.multi, &s.name, 0));
+            bar.set_length(s.total as u64);
+            bar.set_position(s.done as u64);
+            let best = s
+                .metric
+                .as_deref()
+                .zip(
+                    s.best
+                        .as_ref()
+                        .and_then(|b| b.value.map(|v| (v, b.id.as_str()))),
+                )
+                .map(|(m, (v, id))| (m, v, id));
+            bar.set_message(stage_message(s.running, s.failed, best));
         }
     }
 
@@ -121,31 +121,22 @@ impl RemoteProgress {
 }
 
 /// `[running] train 3/6 (running 2, failed 0) best acc 0.9100 · eval 0/0 …`
-fn progress_line(exp: &serde_json::Value) -> String {
-    let stages: Vec<String> = exp["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn progress_line(exp: &ExperimentSummary) -> String {
+    let stages: Vec<String> = exp
+        .stages
+        .iter()
         .map(|s| {
             let mut t = format!(
                 "{} {}/{} (running {}, failed {})",
-                s["name"].as_str().unwrap_or(""),
-                s["done"],
-                s["total"],
-                s["running"],
-                s["failed"]
+                s.name, s.done, s.total, s.running, s.failed
             );
-            if let (Some(m), Some(v)) = (s["metric"].as_str(), s["best"]["value"].as_f64()) {
+            if let (Some(m), Some(v)) = (&s.metric, s.best.as_ref().and_then(|b| b.value)) {
                 t.push_str(&format!(" best {m} {v:.4}"));
             }
             t
         })
         .collect();
-    format!(
-        "[{}] {}",
-        exp["status"].as_str().unwrap_or("?"),
-        stages.join(" · ")
-    )
+    format!("[{}] {}", exp.status.as_str(), stages.join(" · "))
 }
 
 impl Console {
@@ -271,4 +262,29 @@ fn stage_summary(r: &StageResult) -> String {
         s.push_str(&format!("; best {metric} {v:.4} ({})", best.id));
     }
     s
+}
+
+impl flambe_ops::Reporter for Console {
+    fn step(&mut self, step: flambe_ops::Step<'_>) {
+        if let Some(text) = crate::steps::text(&step) {
+            if self.multi.is_hidden() {
+                eprintln!("{text}");
+            } else {
+                let _ = self.multi.println(text);
+            }
+        }
+    }
+}
+
+impl flambe_ops::Reporter for RemoteProgress {
+    fn step(&mut self, step: flambe_ops::Step<'_>) {
+        match step {
+            flambe_ops::Step::Progress(exp) => self.update(exp),
+            other => {
+                if let Some(text) = crate::steps::text(&other) {
+                    self.line(&text);
+                }
+            }
+        }
+    }
 }

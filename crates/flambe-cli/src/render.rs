@@ -1,20 +1,44 @@
-//! The one place errors are printed. Config mistakes exit 2 (as usage
-//! errors do), everything else 1.
+//! The one place errors are printed: the error, each cause once, then
+//! every hint the chain carries (`flambe_config::hint`). Config mistakes
+//! exit 2 (as usage errors do), everything else 1.
 
 use flambe_config::ConfigError;
+use flambe_config::hint::{Hint, Hinted};
+use std::error::Error;
 use std::process::ExitCode;
 
 /// Exit code for invalid input (config files, flags).
 pub const EXIT_INVALID: u8 = 2;
 
-pub fn error(err: &anyhow::Error) -> ExitCode {
-    if let Some(config) = err.downcast_ref::<ConfigError>() {
-        eprintln!("error: {config}");
-        return ExitCode::from(EXIT_INVALID);
+/// The hint an error in the chain carries, of the types that know theirs.
+fn hint_of(err: &(dyn Error + 'static)) -> Option<String> {
+    if let Some(h) = err.downcast_ref::<Hinted>() {
+        return h.hint();
     }
+    if let Some(e) = err.downcast_ref::<flambe_experiment::EngineError>() {
+        return e.hint();
+    }
+    None
+}
+
+fn is_config_error(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<ConfigError>().is_some()
+        || err
+            .downcast_ref::<Hinted>()
+            .is_some_and(|h| h.error().downcast_ref::<ConfigError>().is_some())
+}
+
+pub fn error(err: &anyhow::Error) -> ExitCode {
     let mut shown = err.to_string();
     eprintln!("error: {shown}");
-    for cause in err.chain().skip(1) {
+    let mut hints: Vec<String> = Vec::new();
+    for (i, cause) in err.chain().enumerate() {
+        if let Some(h) = hint_of(cause) {
+            hints.push(h);
+        }
+        if i == 0 {
+            continue;
+        }
         // Many errors already quote their cause; say each thing once.
         let text = cause.to_string();
         if !shown.contains(&text) {
@@ -22,5 +46,12 @@ pub fn error(err: &anyhow::Error) -> ExitCode {
             shown = text;
         }
     }
-    ExitCode::FAILURE
+    for hint in hints {
+        eprintln!("hint: {hint}");
+    }
+    if err.chain().any(is_config_error) {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -186,7 +186,7 @@ fn a_killed_trial_wrappers_trial_goes_with_it_however_it_forked() {
             metrics: trial.join("metrics.jsonl"),
             echo: false,
             inputs: Vec::new(),
-            sync_host: None,
+            sync: None,
             secret_env: Vec::new(),
             secrets_file: None,
             path_prefix: None,

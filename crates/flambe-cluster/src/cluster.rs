@@ -5,6 +5,7 @@
 use crate::home::cluster_dir;
 use crate::host::{Host, HostError, Output, Target};
 use crate::plan::Role;
+use crate::remote_home::RemoteHome;
 use crate::state::{ClusterFiles, ClusterState, HostState};
 use crate::versioning::local_binary;
 use futures::future::join_all;
@@ -282,13 +283,17 @@ pub struct HostStatus {
 pub async fn status(name: &str) -> Result<Vec<HostStatus>, ClusterError> {
     let (files, state) = load_state(name)?;
     let (_, local_hash) = local_binary().map_err(io_err("cannot read the local flambe binary"))?;
-    let probe = "nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; \
-                 sha256sum -b .flambe/bin/flambe 2>/dev/null | cut -d' ' -f1; echo; \
-                 v=$(.flambe/bin/flambe --version 2>&1); echo $?; printf '%s\n' \"$v\" | head -n1";
+    let probe = format!(
+        "nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; \
+         sha256sum -b {flambe} 2>/dev/null | cut -d' ' -f1; echo; \
+         v=$({flambe} --version 2>&1); echo $?; printf '%s\n' \"$v\" | head -n1",
+        flambe = RemoteHome::relative().flambe()
+    );
     let checks = state.hosts.iter().map(|h| {
         let files = &files;
         let state = &state;
         let local_hash = &local_hash;
+        let probe = &probe;
         async move {
             let mut s = HostStatus {
                 name: h.name.clone(),
@@ -400,12 +405,13 @@ pub async fn down_ssh(name: &str, purge: bool) -> Result<Down, ClusterError> {
     down.left = unreachable;
 
     let remove = if public.is_empty() {
-        "rm -rf .flambe/cluster".to_string()
+        format!("rm -rf {}", RemoteHome::relative().cluster())
     } else {
         format!(
             "if [ -f .ssh/authorized_keys ]; then grep -vxF {key} .ssh/authorized_keys > .ssh/authorized_keys.flambe-tmp; \
-             chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; rm -rf .flambe/cluster",
-            key = crate::host::shell_quote(&public)
+             chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; rm -rf {dir}",
+            key = crate::host::shell_quote(&public),
+            dir = RemoteHome::relative().cluster()
         )
     };
     let removed = join_all(hosts.iter().map(|host| {

@@ -3,6 +3,7 @@
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::host::shell_quote;
+use crate::remote_home::RemoteHome;
 use crate::sync::rsync_up;
 use flambe_config::{Extension, ExtensionSource};
 use flambe_executor::pyenv::{self, InstallOutcome, Package, PackageSource};
@@ -34,11 +35,6 @@ pub fn packages(extensions: &[Extension]) -> Vec<Package> {
         })
         .collect()
 }
-
-/// Where every host keeps its extension environments, and local folders as
-/// uploaded.
-pub const ENVS: &str = "~/.flambe/envs";
-pub const UPLOADS: &str = ".flambe/extensions";
 
 /// An extension that did not install on a host.
 #[derive(Debug, Clone)]
@@ -84,7 +80,7 @@ pub async fn prepare(
     let mut remote = extensions.to_vec();
     for ext in &mut remote {
         if let ExtensionSource::LocalFolder(local) = &ext.source {
-            let dest = format!("{home}/{UPLOADS}/{}", ext.name);
+            let dest = RemoteHome::at(home).extension(&ext.name);
             let uploads = join_all(cluster.hosts.iter().map(|h| {
                 let dest = dest.clone();
                 async move {
@@ -99,7 +95,7 @@ pub async fn prepare(
             ext.source = ExtensionSource::LocalFolder(PathBuf::from(dest));
         }
     }
-    let script = pyenv::install_script(ENVS, &key, &packages(&remote));
+    let script = pyenv::install_script(&RemoteHome::tilde().envs(), &key, &packages(&remote));
     let command = format!("bash -c {}", shell_quote(&script));
     let outcomes = join_all(cluster.hosts.iter().map(|h| h.run(&command))).await;
     let mut failures = Vec::new();

@@ -19,13 +19,14 @@
 //! - [`cluster`]: a known cluster connected, and status / exec / down.
 
 pub mod cluster;
+pub mod driver;
 pub mod extensions;
 pub mod home;
 pub mod host;
 pub mod plan;
 pub mod provision;
 pub mod ray;
-pub mod remote;
+pub mod remote_home;
 pub mod ssh_provider;
 pub mod state;
 pub mod sync;

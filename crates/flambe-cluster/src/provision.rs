@@ -23,19 +23,16 @@
 use crate::cluster::{Cluster, ClusterError, io_err, partition};
 use crate::host::{Host, HostError, shell_quote};
 use crate::plan::Role;
-use crate::ray::{RAY_HOME, RAY_VERSION};
+use crate::ray::RAY_VERSION;
+use crate::remote_home::RemoteHome;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub const TENSORBOARD_VERSION: &str = "2.21.0";
-/// TensorBoard's venv on the orchestrator.
-pub const TENSORBOARD_HOME: &str = ".flambe/tensorboard";
 /// The oldest Python the pinned Ray has wheels for.
 pub const RAY_MIN_PYTHON: (u32, u32) = (3, 10);
-/// Where each host keeps the cluster's Ray token (0600).
-pub const RAY_TOKEN_FILE: &str = ".flambe/cluster/ray_token";
 
 /// One step flambe took on a host, as recorded in its state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,8 +78,8 @@ fn probe_script() -> String {
     format!(
         r#"fact() {{ printf '%s=%s\n' "$1" "$2"; }}
 yes() {{ if "$@" >/dev/null 2>&1; then echo yes; else echo no; fi; }}
-fact flambe_ray "$({RAY_HOME}/bin/ray --version 2>/dev/null | head -n1)"
-fact flambe_tensorboard "$(.flambe/bin/tensorboard --version 2>/dev/null | head -n1)"
+fact flambe_ray "$({ray}/bin/ray --version 2>/dev/null | head -n1)"
+fact flambe_tensorboard "$({tensorboard} --version 2>/dev/null | head -n1)"
 p=$(bash -lc 'command -v ray' 2>/dev/null); fact path_ray "$p"
 [ -n "$p" ] && fact path_ray_version "$("$p" --version 2>/dev/null | head -n1)"
 t=$(bash -lc 'command -v tensorboard' 2>/dev/null); fact path_tensorboard "$t"
@@ -94,7 +91,9 @@ fact sudo "$(yes sudo -n true)"
 fact apt "$(yes command -v apt-get)"
 fact dnf "$(yes command -v dnf)"
 fact cloud_init "$(yes command -v cloud-init)"
-"#
+"#,
+        ray = RemoteHome::relative().ray(),
+        tensorboard = RemoteHome::relative().tensorboard_link()
     )
 }
 
@@ -283,9 +282,15 @@ async fn provision_host(
     token: &str,
 ) -> Result<HostProvisioned, HostError> {
     let mut steps = Vec::new();
-    host.check("umask 077; mkdir -p .flambe/cluster .flambe/bin")
+    let remote = RemoteHome::relative();
+    host.check(&format!(
+        "umask 077; mkdir -p {} {}",
+        remote.cluster(),
+        remote.bin()
+    ))
+    .await?;
+    host.write_private(&remote.ray_token(), token.as_bytes())
         .await?;
-    host.write_private(RAY_TOKEN_FILE, token.as_bytes()).await?;
     if !plan.os_packages.is_empty() {
         let t = Instant::now();
         let how = install_os_packages(host, &plan.os_packages).await?;
@@ -297,7 +302,7 @@ async fn provision_host(
     }
     let ray = Tool {
         what: format!("ray {RAY_VERSION}"),
-        home: RAY_HOME,
+        home: remote.ray(),
         requirement: format!("ray[default]=={RAY_VERSION}"),
         binary: "ray",
         link: None,
@@ -308,10 +313,10 @@ async fn provision_host(
     if let Some(tb) = &plan.tensorboard {
         let tool = Tool {
             what: format!("tensorboard {TENSORBOARD_VERSION}"),
-            home: TENSORBOARD_HOME,
+            home: remote.tensorboard(),
             requirement: format!("tensorboard=={TENSORBOARD_VERSION}"),
             binary: "tensorboard",
-            link: Some(".flambe/bin/tensorboard"),
+            link: Some(remote.tensorboard_link()),
         };
         if let Some(step) = tool.ensure(host, tb).await? {
             steps.push(step);
@@ -327,17 +332,17 @@ async fn provision_host(
 struct Tool {
     what: String,
     /// The venv, relative to the home.
-    home: &'static str,
+    home: String,
     requirement: String,
     binary: &'static str,
     /// Where the binary is also linked (TensorBoard: `~/.flambe/bin`).
-    link: Option<&'static str>,
+    link: Option<String>,
 }
 
 impl Tool {
     async fn ensure(&self, host: &Host, source: &Source) -> Result<Option<Installed>, HostError> {
         let t = Instant::now();
-        let (home, bin) = (self.home, self.binary);
+        let (home, bin) = (self.home.as_str(), self.binary);
         let how = match source {
             Source::Present => return Ok(None),
             Source::Link(path) => {
@@ -362,7 +367,7 @@ impl Tool {
                 "pip".to_string()
             }
         };
-        if let Some(link) = self.link {
+        if let Some(link) = &self.link {
             host.check(&format!("ln -sfn \"$HOME/{home}/bin/{bin}\" {link}"))
                 .await?;
         }

@@ -22,14 +22,13 @@
 use crate::cluster::{Cluster, ClusterError, partition};
 use crate::host::{Host, HostError};
 use crate::plan::Role;
+use crate::remote_home::RemoteHome;
 use futures::future::join_all;
 use std::time::{Duration, Instant};
 
 pub const RAY_VERSION: &str = "2.60.0";
 pub const GCS_PORT: u16 = 6379;
 pub const DASHBOARD_PORT: u16 = 8265;
-/// Where every host keeps its Ray.
-pub const RAY_HOME: &str = ".flambe/ray";
 
 /// The environment every Ray command runs with: our flambe and Ray first on
 /// PATH (trial entrypoints inherit the PATH of the Ray daemons), no usage
@@ -37,10 +36,13 @@ pub const RAY_HOME: &str = ".flambe/ray";
 /// token (a user's `~/.ray/auth_token` is not the cluster's: the token path
 /// takes precedence over it).
 pub fn ray_env() -> String {
+    let home = RemoteHome::relative();
     format!(
-        "export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=\"$HOME/{}\" \
-         PATH=\"$HOME/.flambe/bin:$HOME/{RAY_HOME}/bin:$PATH\";",
-        crate::provision::RAY_TOKEN_FILE
+        "export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=\"$HOME/{token}\" \
+         PATH=\"$HOME/{bin}:$HOME/{ray}/bin:$PATH\";",
+        token = home.ray_token(),
+        bin = home.bin(),
+        ray = home.ray()
     )
 }
 
@@ -102,9 +104,10 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
                 };
                 h.check(&format!(
                     "{env} {stale}{running} || ray start --address {head_ip}:{GCS_PORT} --node-ip-address {ip} \
-                     --num-cpus $(nproc) --num-gpus $(cat .flambe/gpus 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU')) \
+                     --num-cpus $(nproc) --num-gpus $(cat {gpus} 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU')) \
                      --disable-usage-stats",
-                    running = raylet_running(&ip)
+                    running = raylet_running(&ip),
+                    gpus = RemoteHome::relative().gpus()
                 ))
                 .await
             }

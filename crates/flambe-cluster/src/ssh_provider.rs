@@ -16,6 +16,7 @@ use crate::cluster::{ClusterError, io_err, target};
 use crate::home::cluster_dir;
 use crate::host::{Host, HostError, shell_quote};
 use crate::plan::{Role, ssh_hosts};
+use crate::remote_home::RemoteHome;
 use crate::state::{ClusterFiles, ClusterState, HostState, ensure_key};
 use crate::versioning::{Shipped, ship_binary};
 use flambe_config::SshCluster;
@@ -67,7 +68,7 @@ pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
 
     let mut state = ClusterState {
         name: cfg.name.clone(),
-        provider: "ssh".to_string(),
+        provider: crate::state::Provider::Ssh,
         username: cfg.username.clone(),
         port: cfg.port,
         hosts: planned
@@ -308,8 +309,11 @@ async fn equip_hosts(
     let mut known_hosts = String::new();
     let mut config = format!(
         "Host *\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  User {}\n  Port {}\n  \
-         UserKnownHostsFile ~/.flambe/cluster/known_hosts\n  IdentityFile ~/.flambe/cluster/id_ed25519\n",
-        state.username, state.port
+         UserKnownHostsFile {}\n  IdentityFile {}\n",
+        state.username,
+        state.port,
+        RemoteHome::tilde().known_hosts(),
+        RemoteHome::tilde().cluster_key()
     );
     for h in &state.hosts {
         let pattern = host_pattern(&h.connect, state.port);
@@ -340,21 +344,25 @@ async fn equip_host(
     known_hosts: &str,
     config: &str,
 ) -> Result<String, HostError> {
-    host.check("umask 077; mkdir -p .flambe/cluster").await?;
+    let remote = RemoteHome::relative();
+    host.check(&format!("umask 077; mkdir -p {}", remote.cluster()))
+        .await?;
     // All three through stdin (0600), never on a command line; a bare host
     // needs no rsync for them.
     let key = std::fs::read(files.key()).map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the cluster key {}: {e}", files.key().display()),
     })?;
-    host.write_private(".flambe/cluster/id_ed25519", &key)
+    host.write_private(&remote.cluster_key(), &key).await?;
+    host.write_private(&remote.known_hosts(), known_hosts.as_bytes())
         .await?;
-    host.write_private(".flambe/cluster/known_hosts", known_hosts.as_bytes())
+    host.write_private(&remote.ssh_config(), config.as_bytes())
         .await?;
-    host.write_private(".flambe/cluster/ssh_config", config.as_bytes())
-        .await?;
-    host.check("chmod 700 .flambe/cluster && chmod 600 .flambe/cluster/*")
-        .await
+    host.check(&format!(
+        "chmod 700 {dir} && chmod 600 {dir}/*",
+        dir = remote.cluster()
+    ))
+    .await
 }
 
 /// How known_hosts names a host: `addr`, or `[addr]:port` off port 22.

@@ -14,11 +14,30 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// Who made the cluster's hosts, and so who takes them down.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Machines the user has (`!SSHCluster`): down removes the key.
+    Ssh,
+    /// EC2 instances flambe created (`!AWSCluster`): down terminates them
+    /// (the AWS crate keeps its own record of where they are).
+    Aws,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Ssh => "SSH",
+            Provider::Aws => "AWS",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterState {
     pub name: String,
-    /// `ssh` or `aws`.
-    pub provider: String,
+    pub provider: Provider,
     pub username: String,
     pub port: u16,
     pub hosts: Vec<HostState>,

@@ -5,6 +5,7 @@
 //! sent it again, and two builds never overwrite each other.
 
 use crate::host::{Host, HostError};
+use crate::remote_home::RemoteHome;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -64,7 +65,8 @@ pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
             ),
         });
     }
-    let versioned = format!(".flambe/bin/flambe-{hash}");
+    let remote = RemoteHome::relative();
+    let versioned = remote.flambe_build(&hash);
     let check = format!("test -x {versioned} && sha256sum {versioned} | cut -d' ' -f1");
     let present = host.run(&check).await?;
     let shipped = if present.code == Some(0) && present.stdout.trim() == hash {
@@ -78,8 +80,9 @@ pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
         let got = host
             .check_output_of(
                 &format!(
-                    "mkdir -p .flambe/bin && cat > {versioned}.part && chmod 755 {versioned}.part && \
-                     sha256sum {versioned}.part | cut -d' ' -f1"
+                    "mkdir -p {bin} && cat > {versioned}.part && chmod 755 {versioned}.part && \
+                     sha256sum {versioned}.part | cut -d' ' -f1",
+                    bin = remote.bin()
                 ),
                 Some(&bytes),
             )
@@ -98,7 +101,7 @@ pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
         Shipped::Sent
     };
     runs_there(host, &exe, &versioned).await?;
-    host.check(&format!("ln -sfn flambe-{hash} .flambe/bin/flambe"))
+    host.check(&format!("ln -sfn flambe-{hash} {}", remote.flambe()))
         .await?;
     Ok(shipped)
 }

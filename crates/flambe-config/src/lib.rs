@@ -26,6 +26,7 @@ pub mod checks;
 pub mod decode;
 pub mod emit;
 pub mod error;
+pub mod hint;
 pub mod load;
 pub mod model;
 pub mod paths;

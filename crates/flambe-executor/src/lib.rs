@@ -26,6 +26,7 @@ pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_marked, marker_of}
 pub use metrics::{MetricLine, parse_metric_line};
 pub use ray::RayExecutor;
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,16 +75,16 @@ pub struct JobSpec {
     /// Also send every output line as a [`JobEvent::Output`].
     pub echo: bool,
     /// Folders the job reads (outputs of upstream trials), fetched from
-    /// `sync_host` before it starts when it runs elsewhere.
+    /// the sync host before it starts when it runs elsewhere.
     #[serde(default)]
     pub inputs: Vec<PathBuf>,
-    /// The host holding the results (the orchestrator, as named in
-    /// `~/.flambe/cluster/ssh_config`): inputs come from it, and the job's
-    /// folder (logs, metrics, `out/`) goes back to it when the job ends.
+    /// The host holding the results (the orchestrator): inputs come from
+    /// it, and the job's folder (logs, metrics, `out/`) goes back to it
+    /// when the job ends. `None` when the job shares the driver's files.
     #[serde(default)]
-    pub sync_host: Option<String>,
+    pub sync: Option<SyncHost>,
     /// Secret variables as (variable, key in `secrets_file`): whoever runs
-    /// the command reads the values there (on `sync_host` when set), so
+    /// the command reads the values there (on the sync host when set), so
     /// that they never travel in a spec.
     #[serde(default)]
     pub secret_env: Vec<(String, String)>,
@@ -93,6 +94,16 @@ pub struct JobSpec {
     /// machine where it runs.
     #[serde(default)]
     pub path_prefix: Option<PathBuf>,
+}
+
+/// The results host of a job that runs on another machine, and how to
+/// reach it (the cluster's ssh_config on every host: its key, its pinned
+/// host keys, the hosts' names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncHost {
+    /// The host's name in `ssh_config`.
+    pub host: String,
+    pub ssh_config: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

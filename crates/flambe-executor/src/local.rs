@@ -471,7 +471,7 @@ mod tests {
             metrics: dir.join(format!("{id}.jsonl")),
             echo: false,
             inputs: Vec::new(),
-            sync_host: None,
+            sync: None,
             secret_env: Vec::new(),
             secrets_file: None,
             path_prefix: None,

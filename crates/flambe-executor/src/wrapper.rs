@@ -9,7 +9,7 @@
 //! quoting can break it.
 
 use crate::local::LocalExecutor;
-use crate::{Executor, JobEvent, JobSpec, MetricLine, Outcome};
+use crate::{Executor, JobEvent, JobSpec, MetricLine, Outcome, SyncHost};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use tokio::sync::mpsc;
@@ -73,13 +73,6 @@ fn say(message: &Message) {
     let _ = out.flush();
 }
 
-/// The ssh_config every cluster host gets (cluster key, pinned host keys):
-/// how a factory reaches the orchestrator.
-fn cluster_ssh_config() -> String {
-    let home = std::env::var("HOME").unwrap_or_default();
-    format!("{home}/.flambe/cluster/ssh_config")
-}
-
 /// The file in a trial's folder on the results host that names the attempt
 /// whose results the folder takes (written by the driver at each launch).
 pub const ATTEMPT_FILE: &str = "attempt";
@@ -97,9 +90,14 @@ fn attempt_guard(dir: &std::path::Path, attempt: &str) -> String {
 
 /// rsync over the cluster's own ssh; `remote_guard`, when given, is a shell
 /// test run on the other side first: the copy happens only if it holds.
-async fn rsync(from: &str, to: &str, remote_guard: Option<&str>) -> Result<(), String> {
+async fn rsync(
+    sync: &SyncHost,
+    from: &str,
+    to: &str,
+    remote_guard: Option<&str>,
+) -> Result<(), String> {
     let mut rsync = tokio::process::Command::new("rsync");
-    rsync.args(["-a", "-e", &format!("ssh -F {}", cluster_ssh_config())]);
+    rsync.args(["-a", "-e", &format!("ssh -F {}", sync.ssh_config.display())]);
     if let Some(guard) = remote_guard {
         rsync.arg(format!("--rsync-path={guard} && rsync"));
     }
@@ -123,17 +121,25 @@ fn dir_arg(p: &std::path::Path) -> String {
 }
 
 /// Fetch the job's inputs from the results host.
-async fn fetch_inputs(spec: &JobSpec, host: &str) -> Result<(), String> {
+async fn fetch_inputs(spec: &JobSpec, sync: &SyncHost) -> Result<(), String> {
+    let host = &sync.host;
     for input in &spec.inputs {
         std::fs::create_dir_all(input)
             .map_err(|e| format!("cannot create {}: {e}", input.display()))?;
-        rsync(&format!("{host}:{}", dir_arg(input)), &dir_arg(input), None).await?;
+        rsync(
+            sync,
+            &format!("{host}:{}", dir_arg(input)),
+            &dir_arg(input),
+            None,
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Send the job's folder back to the results host.
-async fn push_results(spec: &JobSpec, host: &str) -> Result<(), String> {
+async fn push_results(spec: &JobSpec, sync: &SyncHost) -> Result<(), String> {
+    let host = &sync.host;
     let Some(dir) = spec.metrics.parent() else {
         return Ok(());
     };
@@ -146,7 +152,12 @@ async fn push_results(spec: &JobSpec, host: &str) -> Result<(), String> {
         .find(|(k, _)| k == "FLAMBE_ATTEMPT")
         .map(|(_, v)| v.clone());
     let guard = attempt.map(|n| attempt_guard(dir, &n));
-    rsync(&dir_arg(dir), &format!("{host}:{}", dir_arg(dir)), guard.as_deref())
+    rsync(
+        sync,
+        &dir_arg(dir),
+        &format!("{host}:{}", dir_arg(dir)),
+        guard.as_deref(),
+    )
         .await
         .map_err(|e| {
             format!(
@@ -159,12 +170,14 @@ async fn push_results(spec: &JobSpec, host: &str) -> Result<(), String> {
 /// copied to this node's disk), or from this machine when it has no sync host.
 async fn read_secrets(
     file: &std::path::Path,
-    sync_host: Option<&str>,
+    sync: Option<&SyncHost>,
 ) -> Result<std::collections::HashMap<String, String>, String> {
-    let text = match sync_host {
-        Some(host) => {
+    let text = match sync {
+        Some(SyncHost { host, ssh_config }) => {
             let out = tokio::process::Command::new("ssh")
-                .args(["-F", &cluster_ssh_config(), host])
+                .arg("-F")
+                .arg(ssh_config)
+                .arg(host)
                 .arg(format!("cat {}", file.display()))
                 .stdin(std::process::Stdio::null())
                 .output()
@@ -194,7 +207,7 @@ async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), String> {
         .secrets_file
         .clone()
         .ok_or("the trial has secrets but no secrets file")?;
-    let values = read_secrets(&file, spec.sync_host.as_deref()).await?;
+    let values = read_secrets(&file, spec.sync.as_ref()).await?;
     for (var, key) in std::mem::take(&mut spec.secret_env) {
         let value = values
             .get(&key)
@@ -232,7 +245,7 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
         .trim()
         .to_string();
     say(&Message::Started { host });
-    if let Some(sync) = &spec.sync_host {
+    if let Some(sync) = &spec.sync {
         if let Some(dir) = spec.metrics.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -253,13 +266,13 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
         });
         return 1;
     }
-    let sync = spec.sync_host.clone();
+    let sync = spec.sync.clone();
     let keep = spec.clone();
     let (code, outcome) = run_local_job(spec).await;
     // The outcome goes out only once the results are back: the driver may
     // read them as soon as it hears it.
-    if let Some(host) = sync
-        && let Err(e) = push_results(&keep, &host).await
+    if let Some(sync) = sync
+        && let Err(e) = push_results(&keep, &sync).await
     {
         say(&Message::Outcome {
             exited: None,
@@ -452,7 +465,10 @@ mod tests {
             metrics: "/tmp/m".into(),
             echo: false,
             inputs: vec!["/tmp/in".into()],
-            sync_host: Some("c_orchestrator".into()),
+            sync: Some(SyncHost {
+                host: "c_orchestrator".into(),
+                ssh_config: "/home/u/.flambe/cluster/ssh_config".into(),
+            }),
             secret_env: vec![("TOKEN".into(), "API_TOKEN".into())],
             secrets_file: Some("/home/u/.flambe/experiments/x/secrets.json".into()),
             path_prefix: Some("/home/u/.flambe/envs/0123/bin".into()),

@@ -10,13 +10,17 @@
 //! anything.
 
 use crate::asha::{Asha, Decision};
+use crate::environment::{Secrets, TrialEnv, check_resources, check_secrets_file, resolve_env};
+use crate::error::EngineError;
+use crate::layout::{ResultsDir, RunStatus};
+use crate::options::{Event, Observer, RayTarget, RunOptions};
 use crate::plan::trial_id;
-use crate::results::{Report, ResultsError, StageResult, stage_result, write_results};
+use crate::prepare::prepare;
+use crate::results::{Report, stage_result, write_results};
 use crate::search::{expand, render_value};
 use crate::state::{Status, Store, Trial};
 use flambe_config::template::{Ref, classify};
-use flambe_config::{EnvValue, EnvVar, Experiment, ResourceLocation, Scheduler, Stage};
-use flambe_executor::wrapper::ATTEMPT_FILE;
+use flambe_config::{Experiment, ResourceLocation, Scheduler, Stage};
 use flambe_executor::{
     Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, local::MARKER_VAR,
 };
@@ -25,159 +29,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use tokio::sync::mpsc;
-
-/// What a run may use and how it behaves beyond the config.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Set a changed experiment's old results aside and start afresh.
-    pub force: bool,
-    /// Start afresh even when the config is unchanged (old results set
-    /// aside, as with `force`): how a script runs again.
-    pub restart: bool,
-    /// CPUs and GPUs to fill; `None`: the config's `devices`, else detected.
-    pub cpus: Option<f64>,
-    pub gpus: Option<u32>,
-    /// Report every output line of every trial.
-    pub echo: bool,
-    /// The extensions' Python environment, ready on every machine trials
-    /// run on (same path): first on their PATH, recorded with the results,
-    /// and part of the config (other extensions make another experiment).
-    pub python: Option<flambe_executor::pyenv::PythonEnv>,
-    /// Run trials on a Ray cluster instead of here.
-    pub ray: Option<RayTarget>,
-}
-
-/// A Ray cluster to submit trials to, through its Jobs REST API.
-#[derive(Debug, Clone)]
-pub struct RayTarget {
-    /// The dashboard, e.g. `http://127.0.0.1:8265`.
-    pub address: String,
-    /// The `flambe` binary the nodes run as each trial's entrypoint.
-    pub flambe: String,
-    /// Jobs submitted at once, at most.
-    pub max_in_flight: usize,
-    /// Where results live when trials run on other machines (the
-    /// orchestrator's name in `~/.flambe/cluster/ssh_config`); `None` when
-    /// every node shares this machine's files.
-    pub sync_host: Option<String>,
-    /// The experiment's secrets (`!env` values) as a JSON map in a 0600
-    /// file on `sync_host` (or here). Trials are told which keys to read
-    /// from it, never the values: Ray keeps and shows every job's spec.
-    pub secrets_file: Option<PathBuf>,
-}
-
-/// Where the values of `!env NAME` come from.
-enum Secrets {
-    /// This process's environment (a local run): values go into the
-    /// trial's environment directly, in memory only.
-    Environment,
-    /// A secrets file whose keys were checked: trials get the keys and read
-    /// the values themselves (`flambe trial-run`).
-    File(PathBuf),
-    /// Ray without a secrets file: `!env` cannot reach trials.
-    Unavailable,
-}
-
-/// A trial's environment: plain values, and secrets to read where it runs.
-#[derive(Default)]
-struct TrialEnv {
-    values: Vec<(String, String)>,
-    /// (variable, key in the secrets file)
-    secret_refs: Vec<(String, String)>,
-}
-
-/// What happened, for whoever shows it.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// The run begins; `dir` holds its results.
-    /// `on` names where trials run: `this machine (2 CPUs, 0 GPUs)`, `Ray at URL`.
-    Begin {
-        dir: &'a Path,
-        on: String,
-        resumed: bool,
-    },
-    StageBegin {
-        stage: &'a Stage,
-        total: usize,
-        done: usize,
-        failed: usize,
-    },
-    TrialStarted {
-        stage: &'a str,
-        id: &'a str,
-        attempt: u32,
-        dir: &'a Path,
-    },
-    Metrics {
-        stage: &'a str,
-        id: &'a str,
-        step: i64,
-        values: &'a [(String, f64)],
-    },
-    TrialFinished {
-        stage: &'a str,
-        id: &'a str,
-        status: Status,
-        detail: &'a str,
-    },
-    Output {
-        id: &'a str,
-        stderr: bool,
-        line: &'a str,
-    },
-    Warning(String),
-    StageEnd {
-        result: &'a StageResult,
-    },
-}
-
-pub trait Observer {
-    fn on(&mut self, event: Event<'_>);
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(
-        "experiment `{name}` already has results in {} from a different config (changed: {})",
-        dir.display(),
-        changes.join(", ")
-    )]
-    ChangedConfig {
-        name: String,
-        dir: PathBuf,
-        changes: Vec<String>,
-    },
-    #[error("stage `{stage}` needs {need} per trial, but this machine offers {have}")]
-    Resources {
-        stage: String,
-        need: String,
-        have: String,
-    },
-    #[error("`{name}: !env {var}` needs the environment variable `{var}`, which is not set")]
-    UnsetSecret { name: String, var: String },
-    #[error(
-        "`{name}: !env {var}`: secrets reach Ray trials only through a cluster's secrets file (run with --cluster)"
-    )]
-    SecretWithoutFile { name: String, var: String },
-    #[error("the secrets file {path} cannot be read: {detail}")]
-    SecretsFile { path: PathBuf, detail: String },
-    #[error("interrupted: {running} running trials were stopped")]
-    Interrupted { dir: PathBuf, running: usize },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("experiment state in {}: {source}", path.display())]
-    State {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(transparent)]
-    Results(#[from] ResultsError),
-    #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
-}
 
 type Result<T> = std::result::Result<T, EngineError>;
 
@@ -191,7 +42,7 @@ pub async fn run_experiment(
     observer: &mut dyn Observer,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Result<Report> {
-    let dir = exp.save_path.join(&exp.name);
+    let dir = ResultsDir::new(&exp.save_path, &exp.name);
     let cpus = opts
         .cpus
         .or(exp.devices.cpus)
@@ -237,7 +88,7 @@ pub async fn run_experiment(
         .collect::<Result<Vec<_>>>()?;
     // Held until this run ends: before `prepare`, which may move the
     // results aside (`--force`) or recover a dead driver's trials.
-    let _lock = crate::lock::acquire(&dir, &exp.name)?;
+    let _lock = crate::lock::acquire(dir.path(), &exp.name)?;
     let (store, resumed, set_aside_to) = prepare(exp, &dir, opts)?;
     if let Some(aside) = &set_aside_to {
         observer.on(Event::Warning(format!(
@@ -246,7 +97,7 @@ pub async fn run_experiment(
         )));
     }
     if let Some(py) = &opts.python {
-        let path = dir.join("extensions.json");
+        let path = dir.extensions();
         let text = serde_json::to_string_pretty(&py.record()).unwrap_or_default();
         std::fs::write(&path, text).map_err(|source| EngineError::Io {
             what: format!("cannot write {}", path.display()),
@@ -258,7 +109,7 @@ pub async fn run_experiment(
         None => format!("this machine ({cpus} CPUs, {gpus} GPUs)"),
     };
     observer.on(Event::Begin {
-        dir: &dir,
+        dir: dir.path(),
         on,
         resumed,
     });
@@ -288,223 +139,10 @@ pub async fn run_experiment(
         secrets,
         python_bin: opts.python.as_ref().map(|p| p.bin()),
         echo: opts.echo,
-        sync_host: opts.ray.as_ref().and_then(|r| r.sync_host.clone()),
+        sync: opts.ray.as_ref().and_then(|r| r.sync.clone()),
         interrupt,
     };
     engine.run().await
-}
-
-fn check_resources(exp: &Experiment, cpus: f64, gpus: u32) -> Result<()> {
-    for stage in &exp.pipeline {
-        if stage.cpus > cpus + 1e-9 || stage.gpus > gpus {
-            return Err(EngineError::Resources {
-                stage: stage.name.clone(),
-                need: format!("{} CPUs and {} GPUs", stage.cpus, stage.gpus),
-                have: format!("{cpus} CPUs and {gpus} GPUs"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Literal values as written; `!env NAME` from this process's environment
-/// or as a reference into the secrets file.
-fn resolve_env(vars: &[EnvVar], secrets: &Secrets) -> Result<TrialEnv> {
-    let mut env = TrialEnv::default();
-    for v in vars {
-        match (&v.value, secrets) {
-            (EnvValue::Literal(s), _) => env.values.push((v.name.clone(), s.clone())),
-            (EnvValue::FromEnv(var), Secrets::Environment) => {
-                let value = std::env::var(var).map_err(|_| EngineError::UnsetSecret {
-                    name: v.name.clone(),
-                    var: var.clone(),
-                })?;
-                env.values.push((v.name.clone(), value));
-            }
-            (EnvValue::FromEnv(var), Secrets::File(_)) => {
-                env.secret_refs.push((v.name.clone(), var.clone()))
-            }
-            (EnvValue::FromEnv(var), Secrets::Unavailable) => {
-                return Err(EngineError::SecretWithoutFile {
-                    name: v.name.clone(),
-                    var: var.clone(),
-                });
-            }
-        }
-    }
-    Ok(env)
-}
-
-/// The secrets file holds every key the experiment reads (its values stay
-/// in this function).
-fn check_secrets_file(exp: &Experiment, path: &Path) -> Result<()> {
-    let fail = |detail: String| EngineError::SecretsFile {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let map: HashMap<String, String> =
-        serde_json::from_str(&text).map_err(|_| fail("not a JSON map of strings".into()))?;
-    for key in exp.secrets() {
-        if !map.contains_key(&key) {
-            return Err(fail(format!("it has no `{key}`")));
-        }
-    }
-    Ok(())
-}
-
-/// The config as recorded in the state, for change detection. `devices` is
-/// left out: it says where to run, not what.
-fn fingerprint(exp: &Experiment, opts: &RunOptions) -> serde_json::Value {
-    let mut exp = exp.clone();
-    exp.devices = Default::default();
-    let mut value = serde_json::to_value(&exp).unwrap_or_default();
-    if let (Some(py), Some(map)) = (&opts.python, value.as_object_mut()) {
-        map.insert("extensions".into(), serde_json::json!(py.key));
-    }
-    value
-}
-
-/// Open (or create) the results folder and its store; refuse a changed
-/// config unless `force`, which moves the old folder aside.
-/// The state store, whether this run resumes, and where `--force` moved
-/// the old results.
-fn prepare(
-    exp: &Experiment,
-    dir: &Path,
-    opts: &RunOptions,
-) -> Result<(Store, bool, Option<PathBuf>)> {
-    let mut set_aside_to = None;
-    let (force, restart) = (opts.force, opts.restart);
-    let db = dir.join("state.db");
-    let config = fingerprint(exp, opts);
-    let state_err = |source| EngineError::State {
-        path: db.clone(),
-        source,
-    };
-    if db.exists() {
-        let store = Store::open(&db).map_err(state_err)?;
-        let old: Option<serde_json::Value> = store
-            .meta("config")
-            .map_err(state_err)?
-            .and_then(|s| serde_json::from_str(&s).ok());
-        match old {
-            Some(old) if old == config && !restart => return Ok((store, true, None)),
-            old => {
-                let changes = old.map_or_else(
-                    || vec!["(no config recorded)".to_string()],
-                    |o| diff(&o, &config),
-                );
-                if !(force || restart) {
-                    return Err(EngineError::ChangedConfig {
-                        name: exp.name.clone(),
-                        dir: dir.to_path_buf(),
-                        changes,
-                    });
-                }
-                drop(store);
-                set_aside_to = Some(set_aside(dir)?);
-            }
-        }
-    }
-    std::fs::create_dir_all(dir.join("trials")).map_err(|source| EngineError::Io {
-        what: format!("cannot create the results folder {}", dir.display()),
-        source,
-    })?;
-    let store = Store::open(&db).map_err(state_err)?;
-    store
-        .set_meta("config", &config.to_string())
-        .map_err(state_err)?;
-    store
-        .set_meta("created", &crate::state::now().to_string())
-        .map_err(state_err)?;
-    Ok((store, false, set_aside_to))
-}
-
-/// `dir` → `dir.old-<unix time>` (then `-2`, `-3`… when two `--force`
-/// runs fall in the same second): old results are kept, never deleted.
-fn set_aside(dir: &Path) -> Result<PathBuf> {
-    let stamp = crate::state::now() as u64;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut n = 1;
-    loop {
-        let aside = match n {
-            1 => dir.with_file_name(format!("{name}.old-{stamp}")),
-            n => dir.with_file_name(format!("{name}.old-{stamp}-{n}")),
-        };
-        // Never onto something that exists: rename would replace an empty
-        // folder, and fails on a full one.
-        if std::fs::symlink_metadata(&aside).is_err() {
-            std::fs::rename(dir, &aside).map_err(|source| EngineError::Io {
-                what: format!("cannot move {} aside to {}", dir.display(), aside.display()),
-                source,
-            })?;
-            return Ok(aside);
-        }
-        n += 1;
-    }
-}
-
-/// Dotted paths where two configs differ (stages named, not numbered).
-pub fn diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
-    use serde_json::Value;
-    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-        let join = |k: &str| {
-            if path.is_empty() {
-                k.to_string()
-            } else {
-                format!("{path}.{k}")
-            }
-        };
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) => {
-                for (k, va) in x {
-                    match y.get(k) {
-                        Some(vb) => walk(&join(k), va, vb, out),
-                        None => out.push(join(k)),
-                    }
-                }
-                out.extend(y.keys().filter(|k| !x.contains_key(*k)).map(|k| join(k)));
-            }
-            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
-                    let label = va
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| i.to_string(), str::to_string);
-                    walk(&join(&label), va, vb, out);
-                }
-            }
-            _ if a != b => out.push(if path.is_empty() {
-                "(everything)".into()
-            } else {
-                path.to_string()
-            }),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk("", old, new, &mut out);
-    // Name the fields the user wrote: `run`, not its parsed parts; a param,
-    // not the inside of its search spec.
-    let mut named: Vec<String> = Vec::new();
-    for path in out {
-        let path = path.split(".run.").next().map_or(path.clone(), |p| {
-            if p.len() < path.len() {
-                format!("{p}.run")
-            } else {
-                path.clone()
-            }
-        });
-        let path = path.split(".spec").next().unwrap_or(&path).to_string();
-        if !named.contains(&path) {
-            named.push(path);
-        }
-    }
-    named
 }
 
 struct RunningTrial {
@@ -517,7 +155,7 @@ struct RunningTrial {
 
 struct Engine<'a> {
     exp: &'a Experiment,
-    dir: PathBuf,
+    dir: ResultsDir,
     store: Store,
     observer: &'a mut dyn Observer,
     executor: Box<dyn Executor>,
@@ -530,41 +168,41 @@ struct Engine<'a> {
     /// The extensions' venv `bin`, first on every trial's PATH.
     python_bin: Option<PathBuf>,
     echo: bool,
-    sync_host: Option<String>,
+    sync: Option<flambe_executor::SyncHost>,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Engine<'_> {
     fn state<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
         r.map_err(|source| EngineError::State {
-            path: self.dir.join("state.db"),
+            path: self.dir.state_db(),
             source,
         })
     }
 
-    /// Run every stage, recording the run's status (`running`, `finished`,
-    /// `interrupted`, `stopped`) and times for whoever reads the state.
+    /// Run every stage, recording the run's [`RunStatus`] and times for
+    /// whoever reads the state.
     async fn run(&mut self) -> Result<Report> {
         let now = crate::state::now().to_string();
         if self.state(self.store.meta("started"))?.is_none() {
             self.state(self.store.set_meta("started", &now))?;
         }
-        self.state(self.store.set_meta("status", "running"))?;
-        let _ = std::fs::remove_file(self.dir.join("status"));
+        self.state(self.store.set_meta("status", RunStatus::Running.as_str()))?;
+        let _ = std::fs::remove_file(self.dir.status_marker());
         let result = self.run_stages().await;
         let status = match &result {
-            Ok(_) => "finished",
-            Err(EngineError::Interrupted { .. }) => "interrupted",
-            Err(_) => "stopped",
+            Ok(_) => RunStatus::Finished,
+            Err(EngineError::Interrupted { .. }) => RunStatus::Interrupted,
+            Err(_) => RunStatus::Stopped,
         };
-        self.state(self.store.set_meta("status", status))?;
+        self.state(self.store.set_meta("status", status.as_str()))?;
         self.state(
             self.store
                 .set_meta("ended", &crate::state::now().to_string()),
         )?;
         // A plain marker of how the run ended, for whoever watches from
         // afar once the driver (and its site) is gone.
-        let _ = std::fs::write(self.dir.join("status"), format!("{status}\n"));
+        let _ = std::fs::write(self.dir.status_marker(), format!("{status}\n"));
         result
     }
 
@@ -588,7 +226,7 @@ impl Engine<'_> {
                 trials.into_iter().filter(|t| !t.status.is_done()).collect();
             let outcome = self.run_stage(index, pending).await;
             if let Err(e) = outcome {
-                write_results(&self.dir, self.exp, &self.store)?;
+                write_results(self.dir.path(), self.exp, &self.store)?;
                 return Err(e);
             }
             let result = self.state(stage_result(&self.store, stage))?;
@@ -607,9 +245,9 @@ impl Engine<'_> {
                 .into_iter()
                 .map(|t| Some(t.expect("a survivor is a recorded trial")))
                 .collect();
-            write_results(&self.dir, self.exp, &self.store)?;
+            write_results(self.dir.path(), self.exp, &self.store)?;
         }
-        Ok(write_results(&self.dir, self.exp, &self.store)?)
+        Ok(write_results(self.dir.path(), self.exp, &self.store)?)
     }
 
     /// Surviving parents × the stage's variants, ids by index.
@@ -671,26 +309,22 @@ impl Engine<'_> {
                 }
                 () = &mut self.interrupt => {
                     let running = self.stop_all().await?;
-                    return Err(EngineError::Interrupted { dir: self.dir.clone(), running });
+                    return Err(EngineError::Interrupted { dir: self.dir.path().to_path_buf(), running });
                 }
             }
         }
     }
 
-    fn trial_dir(&self, id: &str) -> PathBuf {
-        self.dir.join("trials").join(id)
-    }
-
     fn out_dir(&self, id: &str) -> PathBuf {
-        self.trial_dir(id).join("out")
+        self.dir.trial(id).out()
     }
 
     fn launch(&mut self, stage_index: usize, trial: Trial) -> Result<()> {
         let stage = &self.exp.pipeline[stage_index];
         let host = self.executor.host().to_string();
         let attempt = self.state(self.store.start_attempt(&trial.id, &host))?;
-        let dir = self.trial_dir(&trial.id);
-        let out = self.out_dir(&trial.id);
+        let dir = self.dir.trial(&trial.id);
+        let out = dir.out();
         let io = |what: String| move |source| EngineError::Io { what, source };
         // A new attempt starts from an empty output folder.
         if out.exists() {
@@ -698,11 +332,11 @@ impl Engine<'_> {
         }
         std::fs::create_dir_all(&out).map_err(io(format!("cannot create {}", out.display())))?;
         let params_json = serde_json::Value::Object(trial.params.clone()).to_string();
-        std::fs::write(dir.join("params.json"), &params_json)
+        std::fs::write(dir.params(), &params_json)
             .map_err(io(format!("cannot write params of {}", trial.id)))?;
         // The attempt whose results the folder takes: a factory that was cut
         // off and comes back late with an older attempt's results is refused.
-        std::fs::write(dir.join(ATTEMPT_FILE), attempt.to_string())
+        std::fs::write(dir.attempt(), attempt.to_string())
             .map_err(io(format!("cannot write the attempt of {}", trial.id)))?;
         let command = match self.render(stage, &trial, &out) {
             Ok(c) => c,
@@ -727,7 +361,7 @@ impl Engine<'_> {
             (MARKER_VAR.to_string(), out.display().to_string()),
             (
                 "FLAMBE_METRICS".to_string(),
-                dir.join("metrics.jsonl").display().to_string(),
+                dir.metrics().display().to_string(),
             ),
             ("FLAMBE_TRIAL".to_string(), trial.id.clone()),
             ("FLAMBE_STAGE".to_string(), stage.name.clone()),
@@ -738,9 +372,8 @@ impl Engine<'_> {
         env.extend(stage_env.values.iter().cloned());
         let secret_env = stage_env.secret_refs.clone();
         let header = format!("=== flambe: {} attempt {attempt}: {command}\n", trial.id);
-        for log in ["stdout.log", "stderr.log"] {
-            append(&dir.join(log), &header)
-                .map_err(io(format!("cannot write {}", dir.join(log).display())))?;
+        for log in [dir.stdout(), dir.stderr()] {
+            append(&log, &header).map_err(io(format!("cannot write {}", log.display())))?;
         }
         tracing::info!(trial = %trial.id, attempt, host = %host, "trial launched");
         tracing::debug!(trial = %trial.id, %command, "trial command");
@@ -748,7 +381,7 @@ impl Engine<'_> {
             stage: &stage.name,
             id: &trial.id,
             attempt,
-            dir: &dir,
+            dir: dir.path(),
         });
         self.executor.launch(JobSpec {
             id: trial.id.clone(),
@@ -758,12 +391,12 @@ impl Engine<'_> {
             cpus: stage.cpus,
             gpus: stage.gpus,
             timeout: stage.timeout,
-            stdout: dir.join("stdout.log"),
-            stderr: dir.join("stderr.log"),
-            metrics: dir.join("metrics.jsonl"),
+            stdout: dir.stdout(),
+            stderr: dir.stderr(),
+            metrics: dir.metrics(),
             echo: self.echo,
             inputs: self.ancestor_outputs(&trial),
-            sync_host: self.sync_host.clone(),
+            sync: self.sync.clone(),
             secrets_file: match &self.secrets {
                 Secrets::File(path) if !secret_env.is_empty() => Some(path.clone()),
                 _ => None,
@@ -992,24 +625,4 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
         .append(true)
         .open(path)?
         .write_all(text.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn diff_names_stages_and_fields() {
-        let stage = |lr: f64, run: &str| {
-            json!({"name": "train", "run": {"source": run, "parts": [run]},
-                   "params": [{"name": "lr", "spec": {"grid": [lr, 0.5]}}]})
-        };
-        let a = json!({"seed": 1, "pipeline": [stage(0.1, "a"), {"name": "eval"}]});
-        let b = json!({"seed": 2, "pipeline": [stage(0.2, "b"), {"name": "eval"}]});
-        assert_eq!(
-            diff(&a, &b),
-            vec!["seed", "pipeline.train.run", "pipeline.train.params.lr"]
-        );
-    }
 }

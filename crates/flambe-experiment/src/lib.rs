@@ -10,21 +10,34 @@
 //! - [`engine`] runs the stages on an executor, with retries and the stage's
 //!   scheduler ([`asha`]), recording everything in [`state`] (SQLite, WAL) so
 //!   that a killed run resumes where it was, one driver per results folder
-//!   ([`lock`]);
+//!   ([`lock`]); it is given [`RunOptions`] and tells an [`Observer`] what
+//!   happens (`options`); `environment` resolves trials' `env` and secrets,
+//!   `prepare` resumes, refuses or sets aside an existing results folder;
+//! - [`layout`] owns the results folder's layout ([`ResultsDir`]) and the
+//!   run's [`RunStatus`];
 //! - [`results`] ranks trials, picks survivors (`reduce`) and writes
 //!   `results.csv` / `results.json`.
 
 pub mod asha;
 pub mod engine;
+mod environment;
+mod error;
+pub mod layout;
 pub mod lock;
+mod options;
 pub mod plan;
+mod prepare;
 pub mod results;
 pub mod rng;
 pub mod search;
 pub mod state;
 
-pub use engine::{EngineError, Event, Observer, RayTarget, RunOptions, run_experiment};
+pub use engine::run_experiment;
+pub use error::EngineError;
+pub use layout::{ResultsDir, RunStatus, TrialDir};
+pub use options::{Event, Observer, RayTarget, RunOptions};
 pub use plan::{ExperimentPlan, StagePlan, plan, trial_id};
+pub use prepare::diff;
 pub use results::{Report, Row, StageResult};
 pub use search::{Params, expand, render_value};
 pub use state::Status;

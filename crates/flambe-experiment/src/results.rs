@@ -7,11 +7,11 @@
 
 use crate::state::{MetricSummary, Status, Store, Trial};
 use flambe_config::{Experiment, Mode, Stage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub stage: String,
     pub id: String,
@@ -57,14 +57,43 @@ pub struct Report {
 
 impl Report {
     pub fn csv_path(&self) -> PathBuf {
-        self.dir.join("results.csv")
+        crate::layout::ResultsDir::at(&self.dir).results_csv()
     }
+
+    /// Stages where no trial succeeded (see [`stages_without_success`]).
+    pub fn stages_without_success(&self) -> Vec<String> {
+        let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let rows: Vec<Row> = self.stages.iter().flat_map(|s| s.rows.clone()).collect();
+        stages_without_success(&names, &rows)
+    }
+}
+
+/// The stages of `stages` (and any other stage `rows` name) where no trial
+/// succeeded: a finished experiment with one is a failure (exit 3), for
+/// scripts and CI that check the exit code. A trial stopped early by its
+/// scheduler counts as a success: it ran, and its metric ranks it.
+pub fn stages_without_success(stages: &[String], rows: &[Row]) -> Vec<String> {
+    let mut names: Vec<&str> = stages.iter().map(String::as_str).collect();
+    for row in rows {
+        if !names.contains(&row.stage.as_str()) {
+            names.push(&row.stage);
+        }
+    }
+    names
+        .into_iter()
+        .filter(|stage| {
+            !rows.iter().any(|r| {
+                r.stage == *stage && matches!(r.status, Status::Succeeded | Status::Stopped)
+            })
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 /// The report of a results folder (`save_path/NAME`) written earlier,
 /// elsewhere perhaps: read from its `state.db`, changing nothing.
 pub fn read_report(dir: &Path, exp: &Experiment) -> rusqlite::Result<Report> {
-    let store = Store::open_read_only(&dir.join("state.db"))?;
+    let store = Store::open_read_only(&crate::layout::ResultsDir::at(dir).state_db())?;
     let stages = exp
         .pipeline
         .iter()
@@ -179,10 +208,11 @@ pub fn write_results(dir: &Path, exp: &Experiment, store: &Store) -> Result<Repo
             rows
         })
         .collect();
+    let layout = crate::layout::ResultsDir::at(dir);
     let json = serde_json::to_string_pretty(&rows)
-        .map_err(|e| ResultsError::Io(dir.join("results.json"), e.into()))?;
-    write_atomic(&dir.join("results.json"), json.as_bytes())?;
-    write_atomic(&dir.join("results.csv"), &csv_bytes(&rows)?)?;
+        .map_err(|e| ResultsError::Io(layout.results_json(), e.into()))?;
+    write_atomic(&layout.results_json(), json.as_bytes())?;
+    write_atomic(&layout.results_csv(), &csv_bytes(&rows)?)?;
     Ok(Report {
         dir: dir.to_path_buf(),
         stages,
@@ -192,8 +222,12 @@ pub fn write_results(dir: &Path, exp: &Experiment, store: &Store) -> Result<Repo
 fn csv_bytes(rows: &[&Row]) -> Result<Vec<u8>, ResultsError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let fmt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let io =
-        |e: csv::Error| ResultsError::Io(PathBuf::from("results.csv"), std::io::Error::other(e));
+    let io = |e: csv::Error| {
+        ResultsError::Io(
+            PathBuf::from(crate::layout::names::RESULTS_CSV),
+            std::io::Error::other(e),
+        )
+    };
     w.write_record([
         "stage",
         "id",
@@ -228,7 +262,7 @@ fn csv_bytes(rows: &[&Row]) -> Result<Vec<u8>, ResultsError> {
     }
     w.into_inner().map_err(|e| {
         ResultsError::Io(
-            PathBuf::from("results.csv"),
+            PathBuf::from(crate::layout::names::RESULTS_CSV),
             std::io::Error::other(e.to_string()),
         )
     })

@@ -5,6 +5,7 @@
 //! shows every trial as a run. It is an [`flambe_experiment::Observer`]: the
 //! engine reports, this crate shows. The live report site builds on it.
 
+pub mod api;
 pub mod site;
 pub mod tensorboard;
 

@@ -9,6 +9,7 @@
 //! Listening on loopback needs nothing; listening elsewhere needs a token,
 //! given as `?token=` or `Authorization: Bearer`, on every request.
 
+use crate::api::{ExperimentSummary, SiteStatus, StageSummary};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -20,6 +21,7 @@ use axum::routing::get;
 use flambe_config::Experiment;
 use flambe_experiment::results::{Row, stage_result, trial_row};
 use flambe_experiment::state::Store;
+use flambe_experiment::{ResultsDir, RunStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -47,7 +49,7 @@ pub struct SiteOptions {
 }
 
 struct SiteState {
-    dir: PathBuf,
+    dir: ResultsDir,
     token: Option<String>,
     tensorboard: Option<String>,
 }
@@ -60,7 +62,7 @@ pub struct Site {
 }
 
 /// Serve the experiment whose results are (or will be) in `dir`.
-pub async fn serve(dir: PathBuf, opts: SiteOptions) -> std::io::Result<Site> {
+pub async fn serve(dir: ResultsDir, opts: SiteOptions) -> std::io::Result<Site> {
     let listener = tokio::net::TcpListener::bind(opts.bind).await?;
     let addr = listener.local_addr()?;
     // `0.0.0.0` is where to listen, not where to browse: name this machine.
@@ -84,7 +86,7 @@ pub async fn serve(dir: PathBuf, opts: SiteOptions) -> std::io::Result<Site> {
     Ok(Site { addr, url, task })
 }
 
-pub fn router(dir: PathBuf, opts: SiteOptions) -> Router {
+pub fn router(dir: ResultsDir, opts: SiteOptions) -> Router {
     let state = Arc::new(SiteState {
         dir,
         token: opts.token,
@@ -239,8 +241,8 @@ struct Snapshot {
 type ApiResult = Result<Response, ApiError>;
 
 async fn snapshot(state: &SiteState) -> Result<Snapshot, ApiError> {
-    let db = state.dir.join("state.db");
-    let dir = state.dir.clone();
+    let db = state.dir.state_db();
+    let dir = state.dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
         if !db.exists() {
             return Err(error(
@@ -281,10 +283,10 @@ async fn experiment(State(state): State<Arc<SiteState>>) -> ApiResult {
     let meta = |k: &str| snap.store.meta(k).ok().flatten();
     let started = num(meta("started"));
     let ended = num(meta("ended"));
-    let status = meta("status").unwrap_or_else(|| "starting".to_string());
+    let status = SiteStatus::from(meta("status").and_then(|s| RunStatus::parse(&s)));
     let now = flambe_experiment::state::now();
     let elapsed = started.map(|s| {
-        if status == "running" {
+        if status == SiteStatus::Running {
             now - s
         } else {
             ended.unwrap_or(now) - s
@@ -292,40 +294,19 @@ async fn experiment(State(state): State<Arc<SiteState>>) -> ApiResult {
     });
     let mut stages = Vec::new();
     for stage in &snap.exp.pipeline {
-        let result = stage_result(&snap.store, stage).map_err(|e| internal(&state.dir, e))?;
-        let count = |s: &str| {
-            result
-                .rows
-                .iter()
-                .filter(|r| r.status.as_str() == s)
-                .count()
-        };
-        let best = result.rows.first().filter(|r| r.best_metric.is_some());
-        stages.push(json!({
-            "name": stage.name,
-            "metric": stage.metric,
-            "mode": stage.mode,
-            "reduce": stage.reduce,
-            "total": result.rows.len(),
-            "pending": count("pending"),
-            "running": count("running"),
-            "succeeded": count("succeeded"),
-            "stopped": count("stopped"),
-            "failed": count("failed"),
-            "done": count("succeeded") + count("stopped") + count("failed"),
-            "best": best.map(|b| json!({ "id": b.id, "value": b.best_metric })),
-        }));
+        let result = stage_result(&snap.store, stage).map_err(|e| internal(state.dir.path(), e))?;
+        stages.push(StageSummary::of(&result, stage.reduce));
     }
-    Ok(Json(json!({
-        "name": snap.exp.name,
-        "status": status,
-        "started": started,
-        "ended": ended,
-        "elapsed_s": elapsed,
-        "dir": state.dir,
-        "tensorboard": state.tensorboard,
-        "stages": stages,
-    }))
+    Ok(Json(ExperimentSummary {
+        name: snap.exp.name.clone(),
+        status,
+        started,
+        ended,
+        elapsed_s: elapsed,
+        dir: state.dir.path().to_path_buf(),
+        tensorboard: state.tensorboard.clone(),
+        stages,
+    })
     .into_response())
 }
 
@@ -342,7 +323,7 @@ async fn stage(
     let Some(stage) = snap.exp.stage(&name) else {
         return Err(error(StatusCode::NOT_FOUND, &format!("no stage `{name}`")));
     };
-    let result = stage_result(&snap.store, stage).map_err(|e| internal(&state.dir, e))?;
+    let result = stage_result(&snap.store, stage).map_err(|e| internal(state.dir.path(), e))?;
     Ok(Json(json!({
         "name": stage.name,
         "metric": stage.metric,
@@ -373,7 +354,7 @@ fn find_row(snap: &Snapshot, dir: &Path, id: &str) -> Result<Row, ApiError> {
 }
 
 fn trial_dir(state: &SiteState, id: &str) -> PathBuf {
-    state.dir.join("trials").join(id)
+    state.dir.trial(id).path().to_path_buf()
 }
 
 async fn trial(
@@ -382,8 +363,8 @@ async fn trial(
 ) -> ApiResult {
     let id = path_arg(id)?;
     let snap = snapshot(&state).await?;
-    let row = find_row(&snap, &state.dir, &id)?;
-    let out = trial_dir(&state, &id).join("out");
+    let row = find_row(&snap, state.dir.path(), &id)?;
+    let out = state.dir.trial(&id).out();
     let mut files = Vec::new();
     collect_files(&out, &out, &mut files);
     files.sort();
@@ -418,11 +399,11 @@ async fn metrics(
 ) -> ApiResult {
     let id = path_arg(id)?;
     let snap = snapshot(&state).await?;
-    find_row(&snap, &state.dir, &id)?;
+    find_row(&snap, state.dir.path(), &id)?;
     let rows = snap
         .store
         .trial_metrics(&id)
-        .map_err(|e| internal(&state.dir, e))?;
+        .map_err(|e| internal(state.dir.path(), e))?;
     let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     for (step, name, value) in rows {
         series.entry(name).or_default().push((step, value));
@@ -444,7 +425,7 @@ async fn log(
     let id = path_arg(id)?;
     let q = query_arg(q)?;
     let snap = snapshot(&state).await?;
-    find_row(&snap, &state.dir, &id)?;
+    find_row(&snap, state.dir.path(), &id)?;
     let name = match q.stream.as_deref().unwrap_or("stdout") {
         "stdout" => "stdout.log",
         "stderr" => "stderr.log",
@@ -482,8 +463,8 @@ async fn download(
 ) -> ApiResult {
     let id = path_arg(id)?;
     let snap = snapshot(&state).await?;
-    find_row(&snap, &state.dir, &id)?;
-    let out = trial_dir(&state, &id).join("out");
+    find_row(&snap, state.dir.path(), &id)?;
+    let out = state.dir.trial(&id).out();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let prefix = id.clone();
     tokio::task::spawn_blocking(move || {
@@ -543,7 +524,7 @@ async fn file(
 ) -> ApiResult {
     let (id, path) = path_arg(args)?;
     let snap = snapshot(&state).await?;
-    find_row(&snap, &state.dir, &id)?;
+    find_row(&snap, state.dir.path(), &id)?;
     let rel = Path::new(&path);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(error(

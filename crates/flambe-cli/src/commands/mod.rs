@@ -1,49 +1,55 @@
-//! One module per command; each parses nothing and prints what its library
-//! operation returns.
+//! One module per command; each parses its arguments, calls one operation
+//! (`flambe_ops`, or a library call), and prints what it returns.
 
-mod cluster;
+mod attach;
+mod cluster_down;
+mod cluster_exec;
+mod cluster_rsync;
+mod cluster_ssh;
+mod cluster_status;
 mod completions;
-mod remote;
+mod drive;
+mod pull;
 mod run;
 mod site;
+mod trial;
+mod up;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, ClusterCommand, Command};
 use std::process::ExitCode;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions { shell }) => completions::print(shell),
-        Some(Command::TrialRun { spec }) => trial_run(&spec),
-        Some(Command::TrialGuard { marker }) => {
-            flambe_executor::wrapper::guard_trial(&marker);
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Attach { name, cluster }) => remote::attach(&name, &cluster),
-        Some(Command::Pull { name, cluster, to }) => {
-            remote::pull_results(&name, &cluster, to.as_deref())
-        }
-        Some(Command::Cluster(cmd)) => cluster::run(cmd),
+        Some(Command::TrialRun { spec }) => trial::run(&spec),
+        Some(Command::TrialGuard { marker }) => trial::guard(&marker),
+        Some(Command::Drive { spec }) => drive::run(&spec, cli.verbose),
+        Some(Command::Attach { name, cluster }) => attach::run(&name, &cluster),
+        Some(Command::Pull { name, cluster, to }) => pull::run(&name, &cluster, to.as_deref()),
+        Some(Command::Cluster(cmd)) => match cmd {
+            ClusterCommand::Status { name, json } => cluster_status::run(name, json),
+            ClusterCommand::Exec {
+                name,
+                host,
+                command,
+            } => cluster_exec::run(&name, host.as_deref(), &command),
+            ClusterCommand::Ssh { name, host } => cluster_ssh::run(&name, host.as_deref()),
+            ClusterCommand::Rsync {
+                name,
+                src,
+                dest,
+                host,
+                delete,
+            } => cluster_rsync::run(&name, &src, &dest, host.as_deref(), delete),
+            ClusterCommand::Down { name, purge } => cluster_down::run(&name, purge),
+        },
         Some(Command::Site {
             target,
-            cluster: None,
+            cluster,
             site,
-        }) => site::run(&target, &site),
-        Some(Command::Site {
-            target,
-            cluster: Some(cluster),
-            ..
-        }) => remote::site(&target.display().to_string(), &cluster),
+        }) => site::run(&target, cluster.as_deref(), &site),
         None => run::run(cli.run, cli.verbose),
     }
-}
-
-/// `flambe trial-run SPEC`: one trial, as the entrypoint of a Ray job.
-fn trial_run(spec: &str) -> anyhow::Result<ExitCode> {
-    let spec = flambe_executor::wrapper::decode_spec(spec)
-        .map_err(|e| anyhow::anyhow!("bad trial spec: {e}"))?;
-    flambe_executor::wrapper::leave_ray_environment();
-    let code = cluster::runtime()?.block_on(flambe_executor::wrapper::run_trial(spec));
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// For commands that only print: end quietly when the reader goes away

@@ -1,52 +1,38 @@
-//! `flambe site TARGET`, and the site every local run serves.
+//! `flambe site TARGET [--cluster C]`: the report site of a results folder
+//! here, or of an experiment on a cluster through a tunnel.
 
 use crate::cli::SiteArgs;
-use anyhow::{Context, bail};
-use flambe_config::{Runnable, load_file};
-use flambe_report::TensorBoardServer;
-use flambe_report::site::{Site, SiteOptions, serve};
+use anyhow::Context;
+use flambe_ops::ViewOptions;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-/// What serves one experiment's views: the site and, when installed, TensorBoard.
-pub struct Views {
-    pub site: Site,
-    pub tensorboard: Option<TensorBoardServer>,
-}
-
-/// Start the site (and TensorBoard) over an experiment folder.
-pub async fn start(dir: &Path, args: &SiteArgs) -> anyhow::Result<Views> {
-    let tensorboard = if args.no_tensorboard {
-        None
-    } else {
-        TensorBoardServer::launch(dir)
+pub fn run(target: &Path, cluster: Option<&Path>, args: &SiteArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cluster_file) = cluster {
+        let name = target.display().to_string();
+        let cluster = flambe_ops::cluster_of(cluster_file)?;
+        flambe_ops::runtime()?.block_on(flambe_ops::serve_cluster_site(
+            &cluster,
+            &name,
+            |url| {
+                println!("Report site: {url}");
+                eprintln!("Serving `{name}` from cluster `{cluster}`; Ctrl-C to stop.");
+            },
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = flambe_ops::results_dir_of(target)?;
+    let opts = ViewOptions {
+        host: args.site_host,
+        port: args.site_port,
+        tensorboard: !args.no_tensorboard,
     };
-    let token = if args.site_host.is_loopback() {
-        None
-    } else {
-        Some(flambe_report::site::new_token().context("cannot make the site's access token")?)
-    };
-    let opts = SiteOptions {
-        bind: SocketAddr::new(args.site_host, args.site_port),
-        token,
-        tensorboard: tensorboard.as_ref().map(|t| t.url.clone()),
-    };
-    let site = serve(dir.to_path_buf(), opts).await.with_context(|| {
-        format!(
-            "cannot serve the report site on {}:{}",
-            args.site_host, args.site_port
-        )
-    })?;
-    Ok(Views { site, tensorboard })
-}
-
-pub fn run(target: &Path, args: &SiteArgs) -> anyhow::Result<ExitCode> {
-    let dir = results_dir(target)?;
-    let rt = super::cluster::runtime()?;
-    rt.block_on(async {
-        let views = start(&dir, args).await?;
+    flambe_ops::runtime()?.block_on(async {
+        let views = flambe_ops::start_views(&dir, &opts).await?;
         // A reader that stops reading (`| head -1`) must not stop the site.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "Report site: {}", views.site.url);
@@ -54,32 +40,10 @@ pub fn run(target: &Path, args: &SiteArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "TensorBoard: {}", tb.url);
         }
         let _ = out.flush();
-        eprintln!("Serving {}; Ctrl-C to stop.", dir.display());
+        eprintln!("Serving {}; Ctrl-C to stop.", dir.path().display());
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// A results folder, given directly or as the experiment file that names it.
-fn results_dir(target: &Path) -> anyhow::Result<PathBuf> {
-    if target.is_dir() {
-        if !target.join("state.db").exists() {
-            bail!(
-                "{} holds no experiment results (no state.db)\nhint: give the folder save_path/NAME of an experiment, or its YAML file",
-                target.display()
-            );
-        }
-        return Ok(target.to_path_buf());
-    }
-    let config = load_file(target)?;
-    match config.runnable {
-        Runnable::Experiment(e) => Ok(e.save_path.join(&e.name)),
-        other => bail!(
-            "{} holds a {}, not an experiment",
-            target.display(),
-            other.tag()
-        ),
-    }
 }

@@ -1,23 +1,22 @@
-//! An experiment on a cluster: the cluster runnable's `setup` and launch.
+//! An experiment on a cluster: the cluster runnable's `setup`, and its
+//! driver's launch, record and end.
 //!
-//! Everything lives under `~/.flambe/experiments/NAME/` on every host (same
-//! user, same home: the same absolute paths everywhere):
-//! - `resources/R/`: each local resource, uploaded with rsync (only what
-//!   changed); `!cluster` resources are checked to exist on every host;
-//! - `runnable.yaml`: the experiment or script rewritten for the cluster
-//!   (resources at their uploaded paths, `save_path` below), plain YAML;
-//! - `runs/NAME/`: the results, on the orchestrator (trials send theirs
-//!   back when they end);
-//! - `driver.log`: the driver's console.
+//! Everything lives under `~/.flambe/experiments/NAME/` on every host
+//! ([`ExperimentHome`]): local resources are uploaded with rsync (only what
+//! changed), `!cluster` resources are checked to exist on every host, and
+//! the runnable is rewritten for the cluster (resources at their uploaded
+//! paths, `save_path` under `runs/`).
 //!
-//! The driver runs on the orchestrator detached from SSH (`setsid nohup`),
-//! submits trials to Ray, and serves the report site on the orchestrator's
-//! loopback (`SITE_PORT`). `~/.flambe/driver.json` names the experiment the
-//! cluster runs: one at a time.
+//! The driver runs on the orchestrator detached from SSH (`setsid`),
+//! started as `flambe drive driver.spec.json` with a typed [`DriverSpec`];
+//! it submits trials to Ray, and serves the report site on the
+//! orchestrator's loopback (`SITE_PORT`). `~/.flambe/driver.json` ([`Driver`])
+//! names the experiment the cluster runs: one at a time.
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::host::{Host, HostError, shell_quote};
 use crate::ray::{DASHBOARD_PORT, ray_env};
+use crate::remote_home::RemoteHome;
 use crate::sync::{rsync_down, rsync_up};
 use flambe_config::{Experiment, Extension, Resource, ResourceLocation, Script};
 use futures::future::join_all;
@@ -28,6 +27,38 @@ use std::time::Duration;
 
 /// The report site's port on the orchestrator's loopback.
 pub const SITE_PORT: u16 = 8180;
+
+/// How the driver on the orchestrator runs: written next to the runnable
+/// as `driver.spec.json`, read by the hidden `flambe drive SPEC`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverSpec {
+    /// The runnable rewritten for the cluster (`runnable.yaml`).
+    pub runnable: PathBuf,
+    /// The Ray dashboard (Jobs API) on the orchestrator's loopback.
+    pub ray_address: String,
+    /// The orchestrator's name in `ssh_config`: where trials send results.
+    pub sync_host: String,
+    /// The cluster's ssh_config on every host, for the trials' rsync.
+    pub ssh_config: PathBuf,
+    /// The report site's port on the orchestrator's loopback.
+    pub site_port: u16,
+    /// The experiment's `!env` values, a 0600 JSON map.
+    pub secrets_file: Option<PathBuf>,
+    /// Replace a changed experiment's results (set aside, never deleted).
+    pub force: bool,
+    /// Serve TensorBoard over the results, next to the site.
+    pub tensorboard: bool,
+}
+
+impl DriverSpec {
+    /// Read a spec the launch wrote; the error says which file and why.
+    pub fn read(path: &Path) -> Result<DriverSpec, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the driver spec {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("the driver spec {} is not valid: {e}", path.display()))
+    }
+}
 
 /// What `~/.flambe/driver.json` on the orchestrator records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,7 +98,8 @@ fn process_alive(pid: u32) -> String {
 
 /// The running driver, if any.
 pub async fn running_driver(orch: &Host) -> Result<Option<Driver>, ClusterError> {
-    let out = orch.run("cat .flambe/driver.json 2>/dev/null").await?;
+    let record = RemoteHome::relative().driver_record();
+    let out = orch.run(&format!("cat {record} 2>/dev/null")).await?;
     let Ok(driver) = serde_json::from_str::<Driver>(out.stdout.trim()) else {
         return Ok(None);
     };
@@ -206,8 +238,10 @@ pub async fn launch<R: ClusterRunnable>(
             ));
         }
     }
-    let base = format!("{home}/.flambe/experiments/{name}");
-    let results = format!("{base}/runs/{name}");
+    let remote = RemoteHome::at(&home);
+    let layout = remote.experiment(&name);
+    let base = layout.base().to_string();
+    let results = layout.results();
     if let Some(driver) = running_driver(orch).await? {
         if driver.name == name && !force {
             return Ok(Launched {
@@ -227,12 +261,11 @@ pub async fn launch<R: ClusterRunnable>(
     }
 
     let mut shipped = runnable.clone();
-    shipped.retarget(PathBuf::from(format!("{base}/runs")));
+    shipped.retarget(PathBuf::from(layout.runs()));
     for r in shipped.resources_mut() {
         match &r.location {
             ResourceLocation::Local(path) => {
-                let uploaded =
-                    upload(cluster, path, &format!("{base}/resources/{}", r.name)).await?;
+                let uploaded = upload(cluster, path, &layout.resource(&r.name)).await?;
                 r.location = ResourceLocation::Local(PathBuf::from(uploaded));
             }
             ResourceLocation::Cluster(path) => {
@@ -263,49 +296,74 @@ pub async fn launch<R: ClusterRunnable>(
         (yaml, Some(prepared))
     };
     orch.check(&format!(
-        "mkdir -p {base} && printf '%s' {} > {base}/runnable.yaml",
-        shell_quote(&yaml)
+        "mkdir -p {base} && printf '%s' {} > {}",
+        shell_quote(&yaml),
+        layout.runnable()
     ))
     .await?;
     // Secrets: a 0600 file on the orchestrator, written through stdin; a
     // run without secrets leaves none behind from an earlier one.
-    let secrets_file = format!("{base}/secrets.json");
-    let secrets_flag = if secrets.is_empty() {
+    let secrets_file = layout.secrets();
+    let secrets_file = if secrets.is_empty() {
         orch.check(&format!("rm -f {secrets_file}")).await?;
-        String::new()
+        None
     } else {
         let json = serde_json::to_vec(&secrets).unwrap_or_default();
         orch.write_private(&secrets_file, &json).await?;
-        format!(" --secrets {secrets_file}")
+        Some(PathBuf::from(secrets_file))
     };
-    let force_flag = if force { " --force" } else { "" };
-    let tensorboard_flag = if tensorboard { "" } else { " --no-tensorboard" };
+    let spec = DriverSpec {
+        runnable: PathBuf::from(layout.runnable()),
+        ray_address: format!("http://127.0.0.1:{DASHBOARD_PORT}"),
+        sync_host: orch.name().to_string(),
+        ssh_config: PathBuf::from(remote.ssh_config()),
+        site_port: SITE_PORT,
+        secrets_file,
+        force,
+        tensorboard,
+    };
+    let spec_json = serde_json::to_string_pretty(&spec).unwrap_or_default();
+    orch.check(&format!(
+        "printf '%s' {} > {}",
+        shell_quote(&spec_json),
+        layout.driver_spec()
+    ))
+    .await?;
     // The driver as a script, so that `setsid` starts one command whose pid
     // is also its session's and process group's id.
     // It writes its own pid: `$!` of the backgrounded `setsid` is the
     // shell's subshell (or `setsid`'s parent), not the driver.
     let script = format!(
-        "#!/bin/sh\necho $$ > driver.pid.tmp && mv driver.pid.tmp driver.pid\nexec \"$HOME/.flambe/bin/flambe\" runnable.yaml --ray-address http://127.0.0.1:{DASHBOARD_PORT} \
-         --sync-host {orch_name} --site-port {SITE_PORT}{secrets_flag}{force_flag}{tensorboard_flag} > driver.log 2>&1\n",
-        orch_name = orch.name()
+        "#!/bin/sh\necho $$ > {pid}.tmp && mv {pid}.tmp {pid}\nexec {flambe} drive {spec} > {log} 2>&1\n",
+        pid = shell_quote(&layout.driver_pid()),
+        flambe = shell_quote(&remote.flambe()),
+        spec = shell_quote(&layout.driver_spec()),
+        log = shell_quote(&layout.driver_log()),
     );
+    let script_path = layout.driver_script();
     orch.check(&format!(
-        "printf '%s' {} > {base}/driver.sh && chmod 755 {base}/driver.sh",
+        "printf '%s' {} > {script_path} && chmod 755 {script_path}",
         shell_quote(&script)
     ))
     .await?;
     let pid = orch
         .check(&format!(
-            "cd {base} && rm -f driver.pid && ({env} setsid ./driver.sh >/dev/null 2>&1 </dev/null &) && \
-             for _ in $(seq 1 100); do [ -s driver.pid ] && exec cat driver.pid; sleep 0.1; done; exit 1",
-            env = ray_env()
+            "cd {base} && rm -f {pid} && ({env} setsid {script_path} >/dev/null 2>&1 </dev/null &) && \
+             for _ in $(seq 1 100); do [ -s {pid} ] && exec cat {pid}; sleep 0.1; done; exit 1",
+            env = ray_env(),
+            pid = layout.driver_pid()
         ))
         .await
-        .map_err(|e| other(orch, format!("the driver did not start ({e}); see {base}/driver.log")))?;
+        .map_err(|e| {
+            other(
+                orch,
+                format!("the driver did not start ({e}); see {}", layout.driver_log()),
+            )
+        })?;
     let pid: u32 = pid.trim().parse().map_err(|_| {
         other(
             orch,
-            format!("the driver did not start; see {base}/driver.log"),
+            format!("the driver did not start; see {}", layout.driver_log()),
         )
     })?;
     let driver = Driver {
@@ -317,8 +375,9 @@ pub async fn launch<R: ClusterRunnable>(
     };
     let json = serde_json::to_string(&driver).unwrap_or_default();
     orch.check(&format!(
-        "printf '%s' {} > .flambe/driver.json",
-        shell_quote(&json)
+        "printf '%s' {} > {}",
+        shell_quote(&json),
+        RemoteHome::relative().driver_record()
     ))
     .await?;
     Ok(Launched {
@@ -359,7 +418,7 @@ async fn upload(cluster: &Cluster, local: &Path, dest: &str) -> Result<String, C
 pub async fn pull(cluster: &Cluster, name: &str, local: &Path) -> Result<(), ClusterError> {
     let orch = cluster.orchestrator();
     let home = orch.check("printf %s \"$HOME\"").await?;
-    let results = format!("{home}/.flambe/experiments/{name}/runs/{name}/");
+    let results = format!("{}/", RemoteHome::at(&home).experiment(name).results());
     if orch.run(&format!("test -d {results}")).await?.code != Some(0) {
         return Err(other(
             orch,

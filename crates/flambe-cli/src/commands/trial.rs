@@ -1,0 +1,18 @@
+//! `flambe trial-run SPEC` and `flambe trial-guard MARKER` (hidden): one
+//! trial as a Ray job's entrypoint, and the guard that takes its trial
+//! with it when the wrapper is killed.
+
+use std::process::ExitCode;
+
+pub fn run(spec: &str) -> anyhow::Result<ExitCode> {
+    let spec = flambe_executor::wrapper::decode_spec(spec)
+        .map_err(|e| anyhow::anyhow!("bad trial spec: {e}"))?;
+    flambe_executor::wrapper::leave_ray_environment();
+    let code = flambe_ops::runtime()?.block_on(flambe_executor::wrapper::run_trial(spec));
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+pub fn guard(marker: &str) -> anyhow::Result<ExitCode> {
+    flambe_executor::wrapper::guard_trial(marker);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,66 @@
+//! Why a run could not go on.
+
+use crate::results::ResultsError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "experiment `{name}` already has results in {} from a different config (changed: {})",
+        dir.display(),
+        changes.join(", ")
+    )]
+    ChangedConfig {
+        name: String,
+        dir: PathBuf,
+        changes: Vec<String>,
+    },
+    #[error("stage `{stage}` needs {need} per trial, but this machine offers {have}")]
+    Resources {
+        stage: String,
+        need: String,
+        have: String,
+    },
+    #[error("`{name}: !env {var}` needs the environment variable `{var}`, which is not set")]
+    UnsetSecret { name: String, var: String },
+    #[error(
+        "`{name}: !env {var}`: secrets reach Ray trials only through a cluster's secrets file (run with --cluster)"
+    )]
+    SecretWithoutFile { name: String, var: String },
+    #[error("the secrets file {path} cannot be read: {detail}")]
+    SecretsFile { path: PathBuf, detail: String },
+    #[error("interrupted: {running} running trials were stopped")]
+    Interrupted { dir: PathBuf, running: usize },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("experiment state in {}: {source}", path.display())]
+    State {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+}
+
+impl flambe_config::hint::Hint for EngineError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            EngineError::ChangedConfig { name, .. } => format!(
+                "rerun with --force to set the old results aside (kept next to them as `{name}.old-<time>`) and start afresh, or give the experiment another `name`"
+            ),
+            EngineError::Resources { .. } => "lower the stage's `cpus`/`gpus`, or tell flambe what this machine has with --cpus N / --gpus N (or `devices:` in the experiment)".to_string(),
+            EngineError::SecretWithoutFile { .. } => {
+                "run it with `--cluster cluster.yaml`, or here without --ray-address".to_string()
+            }
+            EngineError::UnsetSecret { var, .. } => {
+                format!("export {var} in this shell, then run the same command again")
+            }
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! The results folder of an experiment, `save_path/NAME/`: the one place
+//! its layout is spelled. Everyone else (the engine, the report site, the
+//! CLI, the cluster's follower) asks a [`ResultsDir`] for a path.
+//!
+//! ```text
+//! save_path/NAME/
+//!   state.db            the durable record (SQLite, WAL)
+//!   status              how the last run ended (a RunStatus), once it ended
+//!   results.csv/.json   the results table
+//!   extensions.json     the extensions' environment, when there is one
+//!   trials/ID/          params.json, attempt, stdout.log, stderr.log,
+//!                       metrics.jsonl, out/ (the trial's own output)
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// File names inside a results folder, for readers that see it only as a
+/// remote path (the follower on a cluster).
+pub mod names {
+    pub const STATE_DB: &str = "state.db";
+    pub const STATUS: &str = "status";
+    pub const RESULTS_CSV: &str = "results.csv";
+    pub const RESULTS_JSON: &str = "results.json";
+    pub const EXTENSIONS: &str = "extensions.json";
+    pub const TRIALS: &str = "trials";
+    pub const OUT: &str = "out";
+}
+
+/// `save_path/NAME/` of one experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultsDir {
+    root: PathBuf,
+}
+
+impl ResultsDir {
+    /// The results folder of experiment `name` under `save_path`.
+    pub fn new(save_path: &Path, name: &str) -> ResultsDir {
+        ResultsDir {
+            root: save_path.join(name),
+        }
+    }
+
+    /// A results folder given by its own path (`flambe site DIR`).
+    pub fn at(root: impl Into<PathBuf>) -> ResultsDir {
+        ResultsDir { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join(names::STATE_DB)
+    }
+
+    /// Whether an experiment ran here (its state store exists).
+    pub fn has_state(&self) -> bool {
+        self.state_db().exists()
+    }
+
+    /// The plain marker of how the last run ended.
+    pub fn status_marker(&self) -> PathBuf {
+        self.root.join(names::STATUS)
+    }
+
+    /// How the last run here ended, from its marker; `None` while it runs,
+    /// or when it never ended (its driver was killed).
+    pub fn ended_status(&self) -> Option<RunStatus> {
+        std::fs::read_to_string(self.status_marker())
+            .ok()
+            .and_then(|s| RunStatus::parse(s.trim()))
+    }
+
+    pub fn results_csv(&self) -> PathBuf {
+        self.root.join(names::RESULTS_CSV)
+    }
+
+    pub fn results_json(&self) -> PathBuf {
+        self.root.join(names::RESULTS_JSON)
+    }
+
+    pub fn extensions(&self) -> PathBuf {
+        self.root.join(names::EXTENSIONS)
+    }
+
+    pub fn trials(&self) -> PathBuf {
+        self.root.join(names::TRIALS)
+    }
+
+    pub fn trial(&self, id: &str) -> TrialDir {
+        TrialDir(self.trials().join(id))
+    }
+}
+
+/// `trials/ID/` of one trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialDir(PathBuf);
+
+impl TrialDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// The trial's own output folder (`{out}`, `$FLAMBE_OUT`).
+    pub fn out(&self) -> PathBuf {
+        self.0.join(names::OUT)
+    }
+    pub fn params(&self) -> PathBuf {
+        self.0.join("params.json")
+    }
+    /// The attempt whose results the folder takes (see
+    /// `flambe_executor::wrapper::ATTEMPT_FILE`).
+    pub fn attempt(&self) -> PathBuf {
+        self.0.join(flambe_executor::wrapper::ATTEMPT_FILE)
+    }
+    pub fn stdout(&self) -> PathBuf {
+        self.0.join("stdout.log")
+    }
+    pub fn stderr(&self) -> PathBuf {
+        self.0.join("stderr.log")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+}
+
+/// Where a run stands: recorded in the state (`status` meta), shown by the
+/// site, and written to the status marker once it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Every stage ran.
+    Finished,
+    /// Ctrl-C (or SIGTERM): the running trials were stopped; a rerun resumes.
+    Interrupted,
+    /// An error ended it.
+    Stopped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "finished" => Some(RunStatus::Finished),
+            "interrupted" => Some(RunStatus::Interrupted),
+            "stopped" => Some(RunStatus::Stopped),
+            _ => None,
+        }
+    }
+
+    /// Whether the run is over (nothing will change without a new run).
+    pub fn is_over(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_back_what_they_write() {
+        for s in [
+            RunStatus::Running,
+            RunStatus::Finished,
+            RunStatus::Interrupted,
+            RunStatus::Stopped,
+        ] {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(RunStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn the_marker_says_how_the_run_ended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(tmp.path(), "exp");
+        assert_eq!(dir.ended_status(), None);
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(dir.status_marker(), "interrupted\n").unwrap();
+        assert_eq!(dir.ended_status(), Some(RunStatus::Interrupted));
+        assert_eq!(
+            dir.trial("train-0").out(),
+            tmp.path().join("exp/trials/train-0/out")
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! What a run is given beyond its config ([`RunOptions`]), and what it
+//! tells whoever shows it ([`Event`] to an [`Observer`]).
+
+use crate::results::StageResult;
+use crate::state::Status;
+use flambe_config::Stage;
+use std::path::{Path, PathBuf};
+
+/// What a run may use and how it behaves beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Set a changed experiment's old results aside and start afresh.
+    pub force: bool,
+    /// Start afresh even when the config is unchanged (old results set
+    /// aside, as with `force`): how a script runs again.
+    pub restart: bool,
+    /// CPUs and GPUs to fill; `None`: the config's `devices`, else detected.
+    pub cpus: Option<f64>,
+    pub gpus: Option<u32>,
+    /// Report every output line of every trial.
+    pub echo: bool,
+    /// The extensions' Python environment, ready on every machine trials
+    /// run on (same path): first on their PATH, recorded with the results,
+    /// and part of the config (other extensions make another experiment).
+    pub python: Option<flambe_executor::pyenv::PythonEnv>,
+    /// Run trials on a Ray cluster instead of here.
+    pub ray: Option<RayTarget>,
+}
+
+/// A Ray cluster to submit trials to, through its Jobs REST API.
+#[derive(Debug, Clone)]
+pub struct RayTarget {
+    /// The dashboard, e.g. `http://127.0.0.1:8265`.
+    pub address: String,
+    /// The `flambe` binary the nodes run as each trial's entrypoint.
+    pub flambe: String,
+    /// Jobs submitted at once, at most.
+    pub max_in_flight: usize,
+    /// Where results live when trials run on other machines (the
+    /// orchestrator, and the ssh_config that names it); `None` when every
+    /// node shares this machine's files.
+    pub sync: Option<flambe_executor::SyncHost>,
+    /// The experiment's secrets (`!env` values) as a JSON map in a 0600
+    /// file on the sync host (or here). Trials are told which keys to read
+    /// from it, never the values: Ray keeps and shows every job's spec.
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// What happened, for whoever shows it.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The run begins; `dir` holds its results.
+    /// `on` names where trials run: `this machine (2 CPUs, 0 GPUs)`, `Ray at URL`.
+    Begin {
+        dir: &'a Path,
+        on: String,
+        resumed: bool,
+    },
+    StageBegin {
+        stage: &'a Stage,
+        total: usize,
+        done: usize,
+        failed: usize,
+    },
+    TrialStarted {
+        stage: &'a str,
+        id: &'a str,
+        attempt: u32,
+        dir: &'a Path,
+    },
+    Metrics {
+        stage: &'a str,
+        id: &'a str,
+        step: i64,
+        values: &'a [(String, f64)],
+    },
+    TrialFinished {
+        stage: &'a str,
+        id: &'a str,
+        status: Status,
+        detail: &'a str,
+    },
+    Output {
+        id: &'a str,
+        stderr: bool,
+        line: &'a str,
+    },
+    Warning(String),
+    StageEnd {
+        result: &'a StageResult,
+    },
+}
+
+pub trait Observer {
+    fn on(&mut self, event: Event<'_>);
+}

@@ -1,0 +1,171 @@
+//! Clusters: `flambe CLUSTER.yaml` (up), `flambe cluster down`, and the
+//! cluster file a command names.
+
+use crate::events::{Reporter, Step};
+use anyhow::bail;
+use flambe_cluster::state::Provider;
+use flambe_cluster::{Cluster, UpReport};
+use flambe_config::{AwsCluster, Runnable, SshCluster, load_file};
+use std::path::Path;
+
+/// The cluster a run goes to: machines the user has, or EC2 instances.
+#[derive(Debug, Clone, Copy)]
+pub enum ClusterConfig<'a> {
+    Ssh(&'a SshCluster),
+    Aws(&'a AwsCluster),
+}
+
+impl ClusterConfig<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            ClusterConfig::Ssh(c) => &c.name,
+            ClusterConfig::Aws(c) => &c.name,
+        }
+    }
+
+    pub fn provider(&self) -> Provider {
+        match self {
+            ClusterConfig::Ssh(_) => Provider::Ssh,
+            ClusterConfig::Aws(_) => Provider::Aws,
+        }
+    }
+
+    fn hosts(&self) -> usize {
+        match self {
+            ClusterConfig::Ssh(c) => 1 + c.factories.len(),
+            ClusterConfig::Aws(c) => 1 + c.factories_num as usize,
+        }
+    }
+}
+
+/// What bringing a cluster up did.
+pub enum Upped {
+    Ssh(UpReport),
+    /// With what happened to the instances.
+    Aws(flambe_aws::AwsUp),
+}
+
+impl Upped {
+    /// The hosts, as every provider brings them up.
+    pub fn hosts(&self) -> &UpReport {
+        match self {
+            Upped::Ssh(r) => r,
+            Upped::Aws(r) => &r.ssh,
+        }
+    }
+}
+
+/// Create or reuse a cluster (idempotent): for AWS, instances first.
+pub async fn up(cfg: ClusterConfig<'_>, reporter: &mut dyn Reporter) -> anyhow::Result<Upped> {
+    reporter.step(Step::BringingUp {
+        name: cfg.name(),
+        provider: cfg.provider(),
+        hosts: cfg.hosts(),
+    });
+    match cfg {
+        ClusterConfig::Ssh(c) => Ok(Upped::Ssh(flambe_cluster::up(c).await?)),
+        ClusterConfig::Aws(c) => {
+            let report = flambe_aws::up(c).await?;
+            reporter.step(Step::AwsInstances(&report));
+            Ok(Upped::Aws(report))
+        }
+    }
+}
+
+/// What `cluster down` did, by provider.
+pub enum Downed {
+    Ssh(flambe_cluster::Down),
+    Aws(flambe_aws::provider::AwsDown),
+}
+
+/// Take a known cluster down, as its provider does: SSH hosts lose the
+/// cluster key, AWS instances are terminated. `purge` forgets an SSH
+/// cluster even where its key could not be removed.
+pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
+    let provider = match flambe_cluster::cluster::load_state(name) {
+        Ok((_, state)) => state.provider,
+        // An AWS bring-up that failed before its hosts were recorded still
+        // has instances to terminate, by its own record.
+        Err(_) if flambe_aws::provider::is_aws_cluster(name) => Provider::Aws,
+        Err(e) => return Err(e.into()),
+    };
+    match provider {
+        Provider::Aws if !flambe_aws::provider::is_aws_cluster(name) => bail!(
+            "cluster `{name}` is an AWS cluster, but its record ({}) is gone, so flambe cannot tell which instances are its own\nhint: terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
+            flambe_aws::provider::record_path(name).display(),
+            flambe_cluster::home::cluster_dir(name).display()
+        ),
+        Provider::Aws => Ok(Downed::Aws(flambe_aws::down(name).await?)),
+        Provider::Ssh => Ok(Downed::Ssh(flambe_cluster::down_ssh(name, purge).await?)),
+    }
+}
+
+/// The name of the cluster a cluster file describes.
+pub fn cluster_of(path: &Path) -> anyhow::Result<String> {
+    match load_file(path)?.runnable {
+        Runnable::SshCluster(c) => Ok(c.name),
+        Runnable::AwsCluster(c) => Ok(c.name),
+        other => bail!(
+            "{} holds a {}, not a cluster (!SSHCluster or !AWSCluster)",
+            path.display(),
+            other.tag()
+        ),
+    }
+}
+
+/// `flambe cluster rsync NAME SRC DEST`: exactly one side remote (a
+/// leading `:`); up to every host, down from one (the orchestrator by
+/// default). Returns what was copied, as `from → to` lines.
+pub async fn rsync(
+    name: &str,
+    src: &str,
+    dest: &str,
+    host: Option<&str>,
+    delete: bool,
+) -> anyhow::Result<Vec<String>> {
+    let cluster = Cluster::open(name).await?;
+    let result = async {
+        let mut copied = Vec::new();
+        match (src.strip_prefix(':'), dest.strip_prefix(':')) {
+            (None, Some(remote)) => {
+                let hosts: Vec<&flambe_cluster::host::Host> = match host {
+                    Some(h) => vec![cluster.host(h)?],
+                    None => cluster.hosts.iter().collect(),
+                };
+                for h in hosts {
+                    flambe_cluster::sync::rsync_up(
+                        &cluster.files,
+                        h,
+                        Path::new(src),
+                        remote,
+                        delete,
+                    )
+                    .await?;
+                    copied.push(format!("{src} → {}:{remote}", h.name()));
+                }
+            }
+            (Some(remote), None) => {
+                let h = match host {
+                    Some(h) => cluster.host(h)?,
+                    None => cluster.orchestrator(),
+                };
+                flambe_cluster::sync::rsync_down(
+                    &cluster.files,
+                    h,
+                    remote,
+                    Path::new(dest),
+                    delete,
+                )
+                .await?;
+                copied.push(format!("{}:{remote} → {dest}", h.name()));
+            }
+            _ => bail!(
+                "exactly one side must be remote, written with a leading `:` (e.g. `./data :data`)"
+            ),
+        }
+        Ok(copied)
+    }
+    .await;
+    cluster.close().await;
+    result
+}

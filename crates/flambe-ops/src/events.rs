@@ -1,0 +1,83 @@
+//! What operations tell whoever shows them. Nothing here decides anything;
+//! a reporter that ignores every step changes no outcome.
+
+use crate::views::Views;
+use flambe_cluster::extensions::Prepared;
+use flambe_cluster::provision::HostProvisioned;
+use flambe_cluster::state::Provider;
+use flambe_executor::pyenv::PythonEnv;
+use flambe_report::api::ExperimentSummary;
+use std::path::Path;
+
+/// One thing an operation did or learnt, in the order it happened.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// A cluster is being created or reused.
+    BringingUp {
+        name: &'a str,
+        provider: Provider,
+        /// Hosts it has (the orchestrator included).
+        hosts: usize,
+    },
+    /// What happened to an AWS cluster's instances.
+    AwsInstances(&'a flambe_aws::AwsUp),
+    /// Every host answers with this flambe; next, what they need.
+    ClusterReady {
+        seconds: f64,
+        tensorboard: bool,
+    },
+    /// What each host got (empty steps: nothing was needed).
+    Provisioned(&'a [HostProvisioned]),
+    RayUp {
+        nodes: usize,
+        seconds: f64,
+    },
+    /// The extensions' environment on every host of a cluster.
+    ClusterExtensions(&'a Prepared),
+    /// The experiment's driver on the orchestrator: started, or found
+    /// running (`started: false`, this run follows it).
+    Launched {
+        name: &'a str,
+        results: &'a str,
+        started: bool,
+    },
+    /// The extensions' environment is being made here, in `envs`.
+    PreparingExtensions {
+        envs: &'a Path,
+    },
+    /// The extensions' environment here, made or found.
+    ExtensionsHere(&'a PythonEnv),
+    /// The report site and TensorBoard of a run here, over `dir`.
+    Views {
+        views: &'a Views,
+        dir: &'a Path,
+    },
+    /// The orchestrator's report site, through a tunnel from here.
+    SiteTunnel {
+        url: &'a str,
+    },
+    /// The orchestrator's TensorBoard, through a tunnel from here.
+    TensorBoardTunnel(TensorBoardAt<'a>),
+    /// The followed experiment, as its site last described it.
+    Progress(&'a ExperimentSummary),
+}
+
+/// Where a followed experiment's TensorBoard is.
+#[derive(Debug)]
+pub enum TensorBoardAt<'a> {
+    Tunnel(&'a str),
+    /// It runs there, but no tunnel could be made.
+    TunnelFailed(String),
+    /// Off (`--no-tensorboard`), or it did not start there.
+    Off,
+}
+
+/// Whoever shows what operations do (the CLI's console).
+pub trait Reporter {
+    fn step(&mut self, step: Step<'_>);
+}
+
+/// A reporter that shows nothing.
+impl Reporter for () {
+    fn step(&mut self, _: Step<'_>) {}
+}

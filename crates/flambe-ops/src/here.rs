@@ -1,0 +1,127 @@
+//! `flambe FILE.yaml`: an experiment (or a script, as an experiment of one
+//! trial) on this machine, or on a Ray cluster given by its address (what
+//! the driver on an orchestrator does).
+
+use crate::events::{Reporter, Step};
+use crate::views::{ViewOptions, start_views};
+use anyhow::Context;
+use flambe_config::{ConfigFile, Experiment};
+use flambe_executor::pyenv::PythonEnv;
+use flambe_experiment::{
+    EngineError, Observer, RayTarget, Report, ResultsDir, RunOptions, RunStatus, run_experiment,
+};
+use std::future::Future;
+use std::pin::Pin;
+
+/// How a run here goes, beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct HereOptions {
+    /// Set a changed experiment's results aside and start afresh.
+    pub force: bool,
+    /// Start afresh even when unchanged (a script's `--force`).
+    pub restart: bool,
+    pub cpus: Option<f64>,
+    pub gpus: Option<u32>,
+    /// Report every output line of every trial.
+    pub echo: bool,
+    /// Trials on this Ray cluster instead of here.
+    pub ray: Option<RayTarget>,
+    /// The report site (and TensorBoard); `None`: neither.
+    pub views: Option<ViewOptions>,
+}
+
+/// How a run here ended.
+#[derive(Debug)]
+pub struct HereOutcome {
+    pub result: Result<Report, EngineError>,
+    /// The results folder already held a finished run, and this one ran
+    /// nothing new (a script is not run again without `--force`).
+    pub ran_before: bool,
+}
+
+/// Run (or resume) `exp` here. Another driver on the same results is
+/// refused before the site starts; `interrupt` stops the running trials
+/// (a rerun resumes).
+pub async fn run_here<C: Reporter + Observer>(
+    exp: &Experiment,
+    config: &ConfigFile,
+    opts: HereOptions,
+    console: &mut C,
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> anyhow::Result<HereOutcome> {
+    let python = python_env(config, console)?;
+    let dir = ResultsDir::new(&exp.save_path, &exp.name);
+    let ran_before = dir.ended_status() == Some(RunStatus::Finished) && !opts.force;
+    let run_opts = RunOptions {
+        force: opts.force,
+        restart: opts.restart,
+        python,
+        cpus: opts.cpus,
+        gpus: opts.gpus,
+        echo: opts.echo,
+        ray: opts.ray,
+    };
+    // Another driver on these results is refused before the site's URL is
+    // shown: a URL above the refusal would point at nothing.
+    if let Err(e) = flambe_experiment::lock::acquire(dir.path(), &exp.name) {
+        return Ok(HereOutcome {
+            result: Err(EngineError::Lock(e)),
+            ran_before,
+        });
+    }
+    let views = match &opts.views {
+        Some(v) => Some(start_views(&dir, v).await?),
+        None => None,
+    };
+    if let Some(v) = &views {
+        console.step(Step::Views {
+            views: v,
+            dir: dir.path(),
+        });
+    }
+    let result = run_experiment(exp, &run_opts, console, interrupt).await;
+    Ok(HereOutcome { result, ran_before })
+}
+
+/// The extensions' environment on this machine (made or found), or none
+/// without extensions. Made before any trial: a failed install stops here.
+fn python_env(
+    config: &ConfigFile,
+    reporter: &mut dyn Reporter,
+) -> anyhow::Result<Option<PythonEnv>> {
+    if config.extensions.is_empty() {
+        return Ok(None);
+    }
+    let packages = flambe_cluster::extensions::packages(&config.extensions);
+    let envs = flambe_cluster::home::flambe_home().join("envs");
+    reporter.step(Step::PreparingExtensions { envs: &envs });
+    let env = flambe_executor::pyenv::ensure_here(&envs, &packages)
+        .map_err(anyhow::Error::from)
+        .map_err(|e| {
+            flambe_config::hint::with_hint(
+                e,
+                "fix the extension (try `pip install` of it by hand), then run the same command again; no trial was started",
+            )
+        })?;
+    reporter.step(Step::ExtensionsHere(&env));
+    Ok(Some(env))
+}
+
+/// The Ray target of a driver: trials submitted to `address`, each run by
+/// this very binary on the node.
+pub fn ray_target(
+    address: &str,
+    sync: Option<flambe_executor::SyncHost>,
+    secrets_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<RayTarget> {
+    Ok(RayTarget {
+        address: address.to_string(),
+        flambe: std::env::current_exe()
+            .context("cannot find the running flambe binary")?
+            .display()
+            .to_string(),
+        max_in_flight: 64,
+        sync,
+        secrets_file,
+    })
+}

@@ -1,0 +1,72 @@
+//! A cluster's experiments seen from here: `flambe pull`, and
+//! `flambe site NAME --cluster C`.
+
+use crate::follow::tunnel_here;
+use anyhow::{Context, bail};
+use flambe_cluster::Cluster;
+use flambe_cluster::driver::{SITE_PORT, running_driver};
+use flambe_cluster::host::shell_quote;
+use flambe_cluster::remote_home::RemoteHome;
+use flambe_experiment::layout::names;
+use std::future::Future;
+use std::path::Path;
+
+/// Copy experiment `name`'s results folder from the cluster's orchestrator
+/// to `dest` here.
+pub async fn pull(cluster_name: &str, name: &str, dest: &Path) -> anyhow::Result<()> {
+    let cluster = Cluster::open_orchestrator(cluster_name).await?;
+    let r = flambe_cluster::driver::pull(&cluster, name, dest)
+        .await
+        .context("pulling the results");
+    cluster.close().await;
+    r
+}
+
+/// Where `flambe site NAME --cluster C` serves a finished experiment on the
+/// orchestrator (its loopback), when its driver is gone.
+const SITE_ONLY_PORT: u16 = 8181;
+
+/// The report site of experiment `name` on the cluster, through a tunnel:
+/// its driver's site while it runs, otherwise a `flambe site` started on
+/// the orchestrator. `on_url` is told the local URL; the site is served
+/// until `until` ends, then what was started there is stopped.
+pub async fn serve_cluster_site(
+    cluster_name: &str,
+    name: &str,
+    on_url: impl FnOnce(&str),
+    until: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let cluster = Cluster::open_orchestrator(cluster_name).await?;
+    let result = async {
+        let orch = cluster.orchestrator();
+        let (remote_port, started) = match running_driver(orch).await? {
+            Some(d) if d.name == name => (SITE_PORT, None),
+            _ => {
+                let home = RemoteHome::relative();
+                let results = home.experiment(name).results();
+                let state = format!("{results}/{}", names::STATE_DB);
+                if orch.run(&format!("test -f {}", shell_quote(&state))).await?.code != Some(0) {
+                    bail!("no experiment `{name}` on cluster `{cluster_name}`");
+                }
+                let pid = orch
+                    .check(&format!(
+                        "setsid {} site {} --site-port {SITE_ONLY_PORT} >/dev/null 2>&1 </dev/null & echo $!",
+                        home.flambe(),
+                        shell_quote(&results)
+                    ))
+                    .await?;
+                (SITE_ONLY_PORT, Some(pid.trim().to_string()))
+            }
+        };
+        let url = tunnel_here(&cluster, remote_port).await?;
+        on_url(&format!("{url}/"));
+        until.await;
+        if let Some(pid) = started {
+            orch.run(&format!("kill {}", shell_quote(&pid))).await?;
+        }
+        Ok(())
+    }
+    .await;
+    cluster.close().await;
+    result
+}

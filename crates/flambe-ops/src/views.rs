@@ -1,0 +1,84 @@
+//! The report site and TensorBoard over one results folder.
+
+use anyhow::{Context, bail};
+use flambe_config::{Runnable, load_file};
+use flambe_experiment::ResultsDir;
+use flambe_report::TensorBoardServer;
+use flambe_report::site::{Site, SiteOptions, serve};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+/// Where and whether to serve the views.
+#[derive(Debug, Clone)]
+pub struct ViewOptions {
+    pub host: IpAddr,
+    /// 0: any free port.
+    pub port: u16,
+    pub tensorboard: bool,
+}
+
+/// What serves one experiment's views: the site and, when installed,
+/// TensorBoard. Both stop when this is dropped.
+pub struct Views {
+    pub site: Site,
+    pub tensorboard: Option<TensorBoardServer>,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views")
+            .field("site", &self.site.url)
+            .field("tensorboard", &self.tensorboard.as_ref().map(|t| &t.url))
+            .finish()
+    }
+}
+
+/// Start the site (and TensorBoard) over an experiment's results folder.
+/// Off loopback, the site asks for a token (in its URL).
+pub async fn start_views(dir: &ResultsDir, opts: &ViewOptions) -> anyhow::Result<Views> {
+    let tensorboard = if opts.tensorboard {
+        TensorBoardServer::launch(dir.path())
+    } else {
+        None
+    };
+    let token = if opts.host.is_loopback() {
+        None
+    } else {
+        Some(flambe_report::site::new_token().context("cannot make the site's access token")?)
+    };
+    let site_opts = SiteOptions {
+        bind: SocketAddr::new(opts.host, opts.port),
+        token,
+        tensorboard: tensorboard.as_ref().map(|t| t.url.clone()),
+    };
+    let site = serve(dir.clone(), site_opts).await.with_context(|| {
+        format!(
+            "cannot serve the report site on {}:{}",
+            opts.host, opts.port
+        )
+    })?;
+    Ok(Views { site, tensorboard })
+}
+
+/// A results folder, given directly or as the experiment file that names it.
+pub fn results_dir_of(target: &Path) -> anyhow::Result<ResultsDir> {
+    if target.is_dir() {
+        let dir = ResultsDir::at(target);
+        if !dir.has_state() {
+            bail!(
+                "{} holds no experiment results (no state.db)\nhint: give the folder save_path/NAME of an experiment, or its YAML file",
+                target.display()
+            );
+        }
+        return Ok(dir);
+    }
+    let config = load_file(target)?;
+    match config.runnable {
+        Runnable::Experiment(e) => Ok(ResultsDir::new(&e.save_path, &e.name)),
+        other => bail!(
+            "{} holds a {}, not an experiment",
+            target.display(),
+            other.tag()
+        ),
+    }
+}

@@ -1,0 +1,129 @@
+//! The report site's JSON API, as types: the server writes them and the
+//! CLI's follower (`flambe attach`, a run with `--cluster`) reads them, so
+//! the two cannot drift apart.
+//!
+//! - `GET /api/v1/experiment` → [`ExperimentSummary`]
+
+use flambe_config::Mode;
+use flambe_experiment::{RunStatus, StageResult, Status};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where an experiment stands, as the site shows it: a [`RunStatus`], or
+/// `starting` before the driver recorded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteStatus {
+    Starting,
+    Running,
+    Finished,
+    Interrupted,
+    Stopped,
+}
+
+impl SiteStatus {
+    /// The run's status, once there is one.
+    pub fn run_status(self) -> Option<RunStatus> {
+        match self {
+            SiteStatus::Starting => None,
+            SiteStatus::Running => Some(RunStatus::Running),
+            SiteStatus::Finished => Some(RunStatus::Finished),
+            SiteStatus::Interrupted => Some(RunStatus::Interrupted),
+            SiteStatus::Stopped => Some(RunStatus::Stopped),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.run_status().map_or("starting", RunStatus::as_str)
+    }
+}
+
+impl From<Option<RunStatus>> for SiteStatus {
+    fn from(status: Option<RunStatus>) -> SiteStatus {
+        match status {
+            None => SiteStatus::Starting,
+            Some(RunStatus::Running) => SiteStatus::Running,
+            Some(RunStatus::Finished) => SiteStatus::Finished,
+            Some(RunStatus::Interrupted) => SiteStatus::Interrupted,
+            Some(RunStatus::Stopped) => SiteStatus::Stopped,
+        }
+    }
+}
+
+/// `GET /api/v1/experiment`: the experiment and each stage's counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentSummary {
+    pub name: String,
+    pub status: SiteStatus,
+    /// Unix seconds.
+    pub started: Option<f64>,
+    pub ended: Option<f64>,
+    pub elapsed_s: Option<f64>,
+    /// The results folder, where the driver runs.
+    pub dir: PathBuf,
+    /// TensorBoard's URL where the driver runs (its loopback), when it runs.
+    pub tensorboard: Option<String>,
+    pub stages: Vec<StageSummary>,
+}
+
+impl ExperimentSummary {
+    /// The port of TensorBoard's URL, for a tunnel to it.
+    pub fn tensorboard_port(&self) -> Option<u16> {
+        self.tensorboard
+            .as_deref()
+            .and_then(|url| url.trim_end_matches('/').rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+    }
+}
+
+/// One stage's trials, counted by status, and its best so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageSummary {
+    pub name: String,
+    pub metric: Option<String>,
+    pub mode: Mode,
+    pub reduce: Option<u32>,
+    pub total: usize,
+    pub pending: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub stopped: usize,
+    pub failed: usize,
+    /// Succeeded, stopped or failed: nothing more will happen to them.
+    pub done: usize,
+    pub best: Option<BestTrial>,
+}
+
+impl StageSummary {
+    pub fn of(result: &StageResult, reduce: Option<u32>) -> StageSummary {
+        let count = |s: Status| result.count(s);
+        StageSummary {
+            name: result.name.clone(),
+            metric: result.metric.clone(),
+            mode: result.mode,
+            reduce,
+            total: result.rows.len(),
+            pending: count(Status::Pending),
+            running: count(Status::Running),
+            succeeded: count(Status::Succeeded),
+            stopped: count(Status::Stopped),
+            failed: count(Status::Failed),
+            done: result.rows.iter().filter(|r| r.status.is_done()).count(),
+            best: result
+                .rows
+                .first()
+                .filter(|r| r.best_metric.is_some())
+                .map(|b| BestTrial {
+                    id: b.id.clone(),
+                    value: b.best_metric,
+                }),
+        }
+    }
+}
+
+/// The stage's best trial and its best value of the stage metric.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BestTrial {
+    pub id: String,
+    pub value: Option<f64>,
+}
