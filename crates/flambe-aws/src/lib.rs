@@ -10,8 +10,21 @@
 //! Credentials and region come the standard way (environment, profile,
 //! `region_name`), and so does the endpoint: `AWS_ENDPOINT_URL` points the
 //! SDK at a local moto server in the tests.
+//!
+//! - `ec2`: the cluster's instances (find by tag, create, start, wait, terminate);
+//! - `cloudwatch`: the idle alarms, and marking instances active;
+//! - `up`: bring-up with rollback of what this run created;
+//! - `down`: the provider's record (`aws.json`) and `down`;
+//! - `error`: [`AwsError`].
 
 pub mod alarms;
-pub mod provider;
+mod cloudwatch;
+mod down;
+mod ec2;
+mod error;
+mod up;
 
-pub use provider::{AwsError, AwsUp, down, up};
+pub use down::{AwsDown, AwsRecord, down, is_aws_cluster, record_path};
+pub use ec2::{Aws, Instance};
+pub use error::AwsError;
+pub use up::{AwsUp, up};

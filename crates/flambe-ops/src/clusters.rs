@@ -75,7 +75,7 @@ pub async fn up(cfg: ClusterConfig<'_>, reporter: &mut dyn Reporter) -> anyhow::
 /// What `cluster down` did, by provider.
 pub enum Downed {
     Ssh(flambe_cluster::Down),
-    Aws(flambe_aws::provider::AwsDown),
+    Aws(flambe_aws::AwsDown),
 }
 
 /// Take a known cluster down, as its provider does: SSH hosts lose the
@@ -86,13 +86,13 @@ pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
         Ok((_, state)) => state.provider,
         // An AWS bring-up that failed before its hosts were recorded still
         // has instances to terminate, by its own record.
-        Err(_) if flambe_aws::provider::is_aws_cluster(name) => Provider::Aws,
+        Err(_) if flambe_aws::is_aws_cluster(name) => Provider::Aws,
         Err(e) => return Err(e.into()),
     };
     match provider {
-        Provider::Aws if !flambe_aws::provider::is_aws_cluster(name) => bail!(
+        Provider::Aws if !flambe_aws::is_aws_cluster(name) => bail!(
             "cluster `{name}` is an AWS cluster, but its record ({}) is gone, so flambe cannot tell which instances are its own\nhint: terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
-            flambe_aws::provider::record_path(name).display(),
+            flambe_aws::record_path(name).display(),
             flambe_cluster::home::cluster_dir(name).display()
         ),
         Provider::Aws => Ok(Downed::Aws(flambe_aws::down(name).await?)),
