@@ -18,21 +18,23 @@ pub enum AwsError {
     #[error("AWS {call} failed: {detail}")]
     Api { call: String, detail: String },
     #[error(
-        "cluster `{name}` already has instances created by `{owner}` ({ids}); flambe never touches another user's instances\nhint: give this cluster another `name`"
+        "cluster `{name}` already has instances created by `{owner}` ({ids}); flambe never touches another user's instances"
     )]
     NotYours {
         name: String,
         owner: String,
         ids: String,
     },
-    #[error(
-        "no default AMI found in {region} (Ubuntu 24.04 from Canonical)\nhint: set `orchestrator_ami` and `factory_ami` in the cluster file"
-    )]
+    #[error("no default AMI found in {region} (Ubuntu 24.04 from Canonical)")]
     NoDefaultAmi { region: String },
     #[error(
         "{failure}\nrolled back: terminated {terminated}, created by this run; instances that existed before were left as they were"
     )]
-    RolledBack { failure: String, terminated: String },
+    RolledBack {
+        #[source]
+        failure: Box<AwsError>,
+        terminated: String,
+    },
     #[error("{0}")]
     Cluster(#[from] ClusterError),
     #[error("{what}: {source}")]
@@ -40,6 +42,18 @@ pub enum AwsError {
         what: String,
         source: std::io::Error,
     },
+}
+
+impl flambe_config::hint::Hint for AwsError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            AwsError::NotYours { .. } => Some("give this cluster another `name`".into()),
+            AwsError::NoDefaultAmi { .. } => {
+                Some("set `orchestrator_ami` and `factory_ami` in the cluster file".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How long instances just created may stay unknown to DescribeInstances.

@@ -266,7 +266,7 @@ pub(crate) async fn rollback(aws: &Aws, created: &[String], failure: AwsError) -
     }
     match aws.terminate(created).await {
         Ok(()) => AwsError::RolledBack {
-            failure: failure.to_string(),
+            failure: Box::new(failure),
             terminated: created.join(", "),
         },
         Err(e) => AwsError::Api {

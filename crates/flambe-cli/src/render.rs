@@ -18,6 +18,12 @@ fn hint_of(err: &(dyn Error + 'static)) -> Option<String> {
     if let Some(e) = err.downcast_ref::<flambe_experiment::EngineError>() {
         return e.hint();
     }
+    if let Some(e) = err.downcast_ref::<flambe_cluster::ClusterError>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<flambe_aws::AwsError>() {
+        return e.hint();
+    }
     None
 }
 

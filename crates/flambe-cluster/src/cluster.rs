@@ -2,6 +2,7 @@
 //! (status, exec, rsync, down, and the runnables that run on it). It reaches
 //! hosts with the cluster's own key only.
 
+pub use crate::error::ClusterError;
 use crate::home::cluster_dir;
 use crate::host::{Host, HostError, Output, Target};
 use crate::plan::Role;
@@ -11,111 +12,6 @@ use crate::versioning::local_binary;
 use futures::future::join_all;
 use serde::Serialize;
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error(
-        "no cluster named `{0}` is known here\nhint: create it with `flambe CLUSTER.yaml`; `flambe cluster status` lists known clusters"
-    )]
-    NotFound(String),
-    #[error("cannot reach {} of {total} hosts; nothing was changed:\n{}", .errors.len(), list(.errors))]
-    Unreachable {
-        total: usize,
-        errors: Vec<HostError>,
-    },
-    #[error("setup failed on {} of {total} hosts:\n{}{}", .errors.len(), list(.errors), setup_hint(.errors))]
-    Setup {
-        total: usize,
-        errors: Vec<HostError>,
-    },
-    #[error("cannot prepare {} of {total} hosts for Ray; nothing was installed anywhere:\n{}", .errors.len(), list(.errors))]
-    Provision {
-        total: usize,
-        errors: Vec<HostError>,
-    },
-    #[error("installing what Ray needs failed on {} of {total} hosts:\n{}\nhint: what did install stays (and is recorded); run the same command again to resume", .errors.len(), list(.errors))]
-    Install {
-        total: usize,
-        errors: Vec<HostError>,
-    },
-    #[error("Ray failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
-    Ray {
-        total: usize,
-        errors: Vec<HostError>,
-    },
-    #[error("cannot reach {} of the {total} hosts that have the cluster key; nothing was changed (the key is still on every host, and `{name}` is still known here):\n{}\nhint: run it again once they answer, or `flambe cluster down {name} --purge` to clean the hosts that answer and forget the cluster anyway", .errors.len(), list(.errors))]
-    DownUnreachable {
-        name: String,
-        total: usize,
-        errors: Vec<HostError>,
-    },
-    #[error("the cluster key was removed from {}, but not from:\n{}\n`{name}` is still known here\nhint: run it again to finish (the hosts already cleaned are skipped), or add --purge to forget it anyway", if .cleaned.is_empty() { "no host".to_string() } else { .cleaned.join(", ") }, list(.errors))]
-    DownPartly {
-        name: String,
-        cleaned: Vec<String>,
-        errors: Vec<HostError>,
-    },
-    #[error("{0}")]
-    Host(#[from] HostError),
-    #[error("the cluster is busy: experiment `{running}` has run there since {} (unix time {since:.0})\nhint: wait for it, or pass --force to stop it and start this one", since_text(*.since))]
-    Busy { running: String, since: f64 },
-    #[error("no host named `{host}` in cluster `{cluster}` (hosts: {known})")]
-    UnknownHost {
-        cluster: String,
-        host: String,
-        known: String,
-    },
-    #[error(
-        "`!env {0}` reads the environment variable `{0}`, which is not set in this shell; nothing was sent to the cluster\nhint: export {0}=… (its value goes only to a 0600 file on the orchestrator), then run the same command again"
-    )]
-    UnsetSecret(String),
-    #[error("extensions failed to install on {} host(s); no trial was started:\n{}\nhint: fix the extension (try `pip install` of it on that host), then run the same command again", .failures.len(), .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n"))]
-    Extensions {
-        failures: Vec<crate::extensions::InstallFailure>,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-}
-
-fn since_text(since: f64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let minutes = ((now - since) / 60.0).max(0.0);
-    format!("{minutes:.0} minutes ago")
-}
-
-/// The hint that fits what went wrong: a failed command resumes where it
-/// failed; a refused login or a changed host key is not a setup problem.
-fn setup_hint(errors: &[HostError]) -> String {
-    let commands = errors
-        .iter()
-        .any(|e| matches!(e, HostError::Command { .. } | HostError::Timeout { .. }));
-    let logins = errors.iter().any(|e| matches!(e, HostError::Login { .. }));
-    let mut hints = Vec::new();
-    if logins {
-        hints.push(
-            "check `username` and `key` in the cluster file: the key must let you in by hand (`ssh -i KEY USER@HOST`); nothing was set up on a host that refused the login",
-        );
-    }
-    if commands {
-        hints.push(
-            "fix the command and run the same command again: setup resumes at the command that failed",
-        );
-    }
-    hints.iter().map(|h| format!("\nhint: {h}")).collect()
-}
-
-fn list(errors: &[HostError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Per-host results split into what worked and what failed.
 pub fn partition<T>(results: Vec<Result<T, HostError>>) -> (Vec<T>, Vec<HostError>) {

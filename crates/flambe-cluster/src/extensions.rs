@@ -1,7 +1,8 @@
 //! A config file's extensions: the packages of the trials' Python
 //! environment (`flambe_executor::pyenv`), here and on every host.
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::Cluster;
+use crate::error::{ClusterError, InstallFailure};
 use crate::host::shell_quote;
 use crate::remote_home::RemoteHome;
 use crate::sync::rsync_up;
@@ -34,24 +35,6 @@ pub fn packages(extensions: &[Extension]) -> Vec<Package> {
             },
         })
         .collect()
-}
-
-/// An extension that did not install on a host.
-#[derive(Debug, Clone)]
-pub struct InstallFailure {
-    pub host: String,
-    pub extension: String,
-    pub error: String,
-}
-
-impl std::fmt::Display for InstallFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "  - on {}, extension `{}`:", self.host, self.extension)?;
-        for line in self.error.lines() {
-            write!(f, "\n      {line}")?;
-        }
-        Ok(())
-    }
 }
 
 /// What preparing the extensions did across the cluster.

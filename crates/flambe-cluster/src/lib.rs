@@ -20,6 +20,7 @@
 
 pub mod cluster;
 pub mod driver;
+mod error;
 pub mod extensions;
 pub mod home;
 pub mod host;

@@ -1,10 +1,16 @@
 //! Config errors that say where (file:line:column, with the line quoted),
 //! what was found, what was expected, and what to do.
 
-use crate::yaml::Pos;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A position in the source: 1-based line, 1-based column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
 
 /// A config file's text, kept so errors can quote the offending line.
 #[derive(Debug, Clone)]

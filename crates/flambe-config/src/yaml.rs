@@ -6,6 +6,7 @@
 //! input depth), with limits on nesting depth and on the number of nodes that
 //! aliases may expand to, so hostile input cannot exhaust the stack or memory.
 
+pub use crate::error::Pos;
 use crate::error::{ConfigError, Source};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::HashMap;
@@ -14,13 +15,6 @@ use std::collections::HashMap;
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes a file may hold once aliases are expanded (alias bombs).
 pub const MAX_NODES: usize = 200_000;
-
-/// A position in the source: 1-based line, 1-based column (in characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pos {
-    pub line: usize,
-    pub col: usize,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {

@@ -2,9 +2,10 @@
 //! cluster file a command names.
 
 use crate::events::{Reporter, Step};
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use flambe_cluster::state::Provider;
 use flambe_cluster::{Cluster, UpReport};
+use flambe_config::hint::with_hint;
 use flambe_config::{AwsCluster, Runnable, SshCluster, load_file};
 use std::path::Path;
 
@@ -90,11 +91,17 @@ pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
         Err(e) => return Err(e.into()),
     };
     match provider {
-        Provider::Aws if !flambe_aws::is_aws_cluster(name) => bail!(
-            "cluster `{name}` is an AWS cluster, but its record ({}) is gone, so flambe cannot tell which instances are its own\nhint: terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
-            flambe_aws::record_path(name).display(),
-            flambe_cluster::home::cluster_dir(name).display()
-        ),
+        Provider::Aws if !flambe_aws::is_aws_cluster(name) => Err(with_hint(
+            anyhow!(
+                "cluster `{name}` is an AWS cluster, but its record ({}) is gone, so flambe cannot tell which instances are its own",
+                flambe_aws::record_path(name).display()
+            ),
+            format!(
+                "terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
+                flambe_cluster::home::cluster_dir(name).display()
+            ),
+        )
+        .into()),
         Provider::Aws => Ok(Downed::Aws(flambe_aws::down(name).await?)),
         Provider::Ssh => Ok(Downed::Ssh(flambe_cluster::down_ssh(name, purge).await?)),
     }

@@ -1,6 +1,7 @@
 //! The report site and TensorBoard over one results folder.
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use flambe_config::hint::with_hint;
 use flambe_config::{Runnable, load_file};
 use flambe_experiment::ResultsDir;
 use flambe_report::TensorBoardServer;
@@ -65,10 +66,14 @@ pub fn results_dir_of(target: &Path) -> anyhow::Result<ResultsDir> {
     if target.is_dir() {
         let dir = ResultsDir::at(target);
         if !dir.has_state() {
-            bail!(
-                "{} holds no experiment results (no state.db)\nhint: give the folder save_path/NAME of an experiment, or its YAML file",
-                target.display()
-            );
+            return Err(with_hint(
+                anyhow!(
+                    "{} holds no experiment results (no state.db)",
+                    target.display()
+                ),
+                "give the folder save_path/NAME of an experiment, or its YAML file",
+            )
+            .into());
         }
         return Ok(dir);
     }

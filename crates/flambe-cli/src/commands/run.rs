@@ -5,8 +5,9 @@
 use crate::cli::RunArgs;
 use crate::outcome::{cluster_outcome, interrupted};
 use crate::progress::RemoteProgress;
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use flambe_cluster::driver::LaunchOptions;
+use flambe_config::hint::with_hint;
 use flambe_config::{ConfigFile, Experiment, Runnable, load_file};
 use flambe_ops::{ClusterConfig, HereOptions, ViewOptions};
 use std::process::ExitCode;
@@ -20,11 +21,17 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         Some(c) => Some(match &c.runnable {
             Runnable::SshCluster(s) => ClusterConfig::Ssh(s),
             Runnable::AwsCluster(a) => ClusterConfig::Aws(a),
-            other => bail!(
-                "--cluster {} holds a {}, not a cluster\nhint: pass a file tagged !SSHCluster or !AWSCluster",
-                c.path.display(),
-                other.tag()
-            ),
+            other => {
+                return Err(with_hint(
+                    anyhow!(
+                        "--cluster {} holds a {}, not a cluster",
+                        c.path.display(),
+                        other.tag()
+                    ),
+                    "pass a file tagged !SSHCluster or !AWSCluster",
+                )
+                .into());
+            }
         }),
     };
     if target.is_some()
@@ -33,11 +40,14 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             Runnable::SshCluster(_) | Runnable::AwsCluster(_)
         )
     {
-        bail!(
-            "{} is itself a cluster; --cluster takes the cluster an experiment or script runs on\nhint: run `flambe {}` alone to create the cluster",
-            file.display(),
-            file.display()
-        );
+        return Err(with_hint(
+            anyhow!(
+                "{} is itself a cluster; --cluster takes the cluster an experiment or script runs on",
+                file.display()
+            ),
+            format!("run `flambe {}` alone to create the cluster", file.display()),
+        )
+        .into());
     }
     if args.dry_run {
         super::quit_on_closed_stdout();

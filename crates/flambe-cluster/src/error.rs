@@ -1,0 +1,146 @@
+//! Why a cluster operation failed: which hosts, and what happened on each.
+//! What to do about it is the error's [`Hint`](flambe_config::hint::Hint),
+//! printed once by the CLI's renderer.
+
+use crate::host::HostError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no cluster named `{0}` is known here")]
+    NotFound(String),
+    #[error("cannot reach {} of {total} hosts; nothing was changed:\n{}", .errors.len(), list(.errors))]
+    Unreachable {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("setup failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
+    Setup {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("cannot prepare {} of {total} hosts for Ray; nothing was installed anywhere:\n{}", .errors.len(), list(.errors))]
+    Provision {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("installing what Ray needs failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
+    Install {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("Ray failed on {} of {total} hosts:\n{}", .errors.len(), list(.errors))]
+    Ray {
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("cannot reach {} of the {total} hosts that have the cluster key; nothing was changed (the key is still on every host, and `{name}` is still known here):\n{}", .errors.len(), list(.errors))]
+    DownUnreachable {
+        name: String,
+        total: usize,
+        errors: Vec<HostError>,
+    },
+    #[error("the cluster key was removed from {}, but not from:\n{}\n`{name}` is still known here", if .cleaned.is_empty() { "no host".to_string() } else { .cleaned.join(", ") }, list(.errors))]
+    DownPartly {
+        name: String,
+        cleaned: Vec<String>,
+        errors: Vec<HostError>,
+    },
+    #[error("{0}")]
+    Host(#[from] HostError),
+    #[error("the cluster is busy: experiment `{running}` has run there since {} (unix time {since:.0})", since_text(*.since))]
+    Busy { running: String, since: f64 },
+    #[error("no host named `{host}` in cluster `{cluster}` (hosts: {known})")]
+    UnknownHost {
+        cluster: String,
+        host: String,
+        known: String,
+    },
+    #[error(
+        "`!env {0}` reads the environment variable `{0}`, which is not set in this shell; nothing was sent to the cluster"
+    )]
+    UnsetSecret(String),
+    #[error("extensions failed to install on {} host(s); no trial was started:\n{}", .failures.len(), .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n"))]
+    Extensions { failures: Vec<InstallFailure> },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn since_text(since: f64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let minutes = ((now - since) / 60.0).max(0.0);
+    format!("{minutes:.0} minutes ago")
+}
+
+/// The hints that fit what went wrong: a failed command resumes where it
+/// failed; a refused login or a changed host key is not a setup problem.
+fn setup_hints(errors: &[HostError]) -> Vec<&'static str> {
+    let commands = errors
+        .iter()
+        .any(|e| matches!(e, HostError::Command { .. } | HostError::Timeout { .. }));
+    let logins = errors.iter().any(|e| matches!(e, HostError::Login { .. }));
+    let mut hints = Vec::new();
+    if logins {
+        hints.push(
+            "check `username` and `key` in the cluster file: the key must let you in by hand (`ssh -i KEY USER@HOST`); nothing was set up on a host that refused the login",
+        );
+    }
+    if commands {
+        hints.push(
+            "fix the command and run the same command again: setup resumes at the command that failed",
+        );
+    }
+    hints
+}
+
+fn list(errors: &[HostError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl flambe_config::hint::Hint for ClusterError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ClusterError::NotFound(_) => "create it with `flambe CLUSTER.yaml`; `flambe cluster status` lists known clusters".into(),
+            ClusterError::Setup { errors, .. } => {
+                let hints = setup_hints(errors);
+                if hints.is_empty() {
+                    return None;
+                }
+                hints.join("\nhint: ")
+            }
+            ClusterError::Install { .. } => "what did install stays (and is recorded); run the same command again to resume".into(),
+            ClusterError::DownUnreachable { name, .. } => format!("run it again once they answer, or `flambe cluster down {name} --purge` to clean the hosts that answer and forget the cluster anyway"),
+            ClusterError::DownPartly { .. } => "run it again to finish (the hosts already cleaned are skipped), or add --purge to forget it anyway".into(),
+            ClusterError::Busy { .. } => "wait for it, or pass --force to stop it and start this one".into(),
+            ClusterError::UnsetSecret(var) => format!("export {var}=… (its value goes only to a 0600 file on the orchestrator), then run the same command again"),
+            ClusterError::Extensions { .. } => "fix the extension (try `pip install` of it on that host), then run the same command again".into(),
+            _ => return None,
+        })
+    }
+}
+
+/// An extension that did not install on a host.
+#[derive(Debug, Clone)]
+pub struct InstallFailure {
+    pub host: String,
+    pub extension: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for InstallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "  - on {}, extension `{}`:", self.host, self.extension)?;
+        for line in self.error.lines() {
+            write!(f, "\n      {line}")?;
+        }
+        Ok(())
+    }
+}
