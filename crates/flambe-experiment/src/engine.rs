@@ -42,6 +42,36 @@ pub async fn run_experiment(
     observer: &mut dyn Observer,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Result<Report> {
+    let ray = opts.ray.clone();
+    let name = exp.name.clone();
+    let make = move |cpus, gpus, tx| -> Box<dyn Executor> {
+        match &ray {
+            None => Box::new(LocalExecutor::new(cpus, gpus, tx)),
+            Some(ray) => {
+                let run = format!("{name}-{}", crate::state::now() as u64);
+                Box::new(RayExecutor::new(
+                    &ray.address,
+                    &ray.flambe,
+                    &run,
+                    ray.max_in_flight,
+                    tx,
+                ))
+            }
+        }
+    };
+    run_on(exp, opts, observer, interrupt, make).await
+}
+
+/// [`run_experiment`] on the executor `make_executor` returns for the
+/// CPUs and GPUs to fill and the channel it reports on (the engine's unit
+/// tests give it a scripted one).
+pub(crate) async fn run_on(
+    exp: &Experiment,
+    opts: &RunOptions,
+    observer: &mut dyn Observer,
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+    make_executor: impl FnOnce(f64, u32, mpsc::UnboundedSender<JobEvent>) -> Box<dyn Executor>,
+) -> Result<Report> {
     let dir = ResultsDir::new(&exp.save_path, &exp.name);
     let cpus = opts
         .cpus
@@ -114,19 +144,7 @@ pub async fn run_experiment(
         resumed,
     });
     let (tx, rx) = mpsc::unbounded_channel();
-    let executor: Box<dyn Executor> = match &opts.ray {
-        None => Box::new(LocalExecutor::new(cpus, gpus, tx)),
-        Some(ray) => {
-            let run = format!("{}-{}", exp.name, crate::state::now() as u64);
-            Box::new(RayExecutor::new(
-                &ray.address,
-                &ray.flambe,
-                &run,
-                ray.max_in_flight,
-                tx,
-            ))
-        }
-    };
+    let executor = make_executor(cpus, gpus, tx);
     let mut engine = Engine {
         exp,
         dir,

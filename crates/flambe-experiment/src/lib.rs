@@ -20,6 +20,8 @@
 
 pub mod asha;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod environment;
 mod error;
 pub mod layout;
