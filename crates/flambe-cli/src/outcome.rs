@@ -110,7 +110,10 @@ fn ended(end: &Ended, cluster_file: &str) -> ExitCode {
     );
     if end.status.is_none() {
         eprintln!(
-            "error: the driver of `{name}` on the orchestrator ended without finishing it (killed, or the machine restarted; its log is ~/.flambe/experiments/{name}/driver.log there)\nhint: run the same command again: it resumes the experiment there, and trials that finished are not run again"
+            "error: the driver of `{name}` on the orchestrator ended without finishing it (killed, or the machine restarted; its log is {} there)\nhint: run the same command again: it resumes the experiment there, and trials that finished are not run again",
+            flambe_cluster::remote_home::RemoteHome::tilde()
+                .experiment(name)
+                .driver_log()
         );
     }
     let code = end.exit_code();

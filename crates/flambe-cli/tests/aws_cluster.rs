@@ -5,7 +5,7 @@
 //! so that flambe reaches its "instances" over real SSH.
 
 use assert_cmd::Command;
-use flambe_cluster::testbed::{Testbed, available, missing_prerequisite, tools_dir};
+use flambe_testbed::{Testbed, available, missing_prerequisite, tools_dir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -464,7 +464,7 @@ fn an_experiment_runs_on_an_aws_cluster() {
             &format!(
                 "setup_cmds:\n  - mkdir -p ~/.flambe/bin && ln -sfn {} ~/.flambe/ray && ln -sfn {} ~/.flambe/bin/tensorboard\n",
                 ray.display(),
-                flambe_cluster::testbed::tools_dir()
+                flambe_testbed::tools_dir()
                     .join("venv/bin/tensorboard")
                     .display()
             ),

@@ -8,7 +8,7 @@
 mod common;
 
 use assert_cmd::Command;
-use flambe_cluster::testbed::{HostKind, Testbed, available, bare_roots_available};
+use flambe_testbed::{HostKind, Testbed, available, bare_roots_available};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::BufRead;

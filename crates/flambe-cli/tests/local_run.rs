@@ -545,7 +545,7 @@ fn tensorboard_python() -> Option<String> {
     if ok {
         return Some(python);
     }
-    flambe_cluster::testbed::missing_prerequisite(
+    flambe_testbed::missing_prerequisite(
         "tensorboard_reads_every_reported_scalar",
         &format!("{python} cannot import tensorboard; scripts/test.sh installs it"),
     );
@@ -697,11 +697,11 @@ fn a_secret_reaches_trials_and_is_written_and_printed_nowhere() {
 /// The wheel folder `scripts/test.sh` fills (setuptools and wheel for
 /// isolated builds), or None (with a SKIPPED line, a failure under CI).
 fn test_wheels(test: &str) -> Option<PathBuf> {
-    let wheels = flambe_cluster::testbed::tools_dir().join("wheels");
+    let wheels = flambe_testbed::tools_dir().join("wheels");
     if wheels.join("setuptools-75.8.0-py3-none-any.whl").exists() {
         return Some(wheels);
     }
-    flambe_cluster::testbed::missing_prerequisite(
+    flambe_testbed::missing_prerequisite(
         test,
         &format!("needs {} (scripts/test.sh fills it)", wheels.display()),
     );

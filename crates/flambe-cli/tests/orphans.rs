@@ -190,6 +190,7 @@ fn a_killed_trial_wrappers_trial_goes_with_it_however_it_forked() {
             secret_env: Vec::new(),
             secrets_file: None,
             path_prefix: None,
+            ray_venv: None,
         };
         let wrapper = std::process::Command::new(&bin)
             .arg("trial-run")

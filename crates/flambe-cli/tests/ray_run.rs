@@ -7,7 +7,7 @@ mod common;
 
 use assert_cmd::Command;
 use common::{essence, try_get_as};
-use flambe_cluster::testbed::missing_prerequisite;
+use flambe_testbed::missing_prerequisite;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -27,7 +27,7 @@ struct LocalRay {
 
 impl LocalRay {
     fn start(gcs_port: u16, dashboard_port: u16) -> Option<LocalRay> {
-        let tools = flambe_cluster::testbed::tools_dir().display().to_string();
+        let tools = flambe_testbed::tools_dir().display().to_string();
         let ray = format!("{tools}/ray/bin/ray");
         if !Path::new(&ray).exists() {
             missing_prerequisite(

@@ -9,7 +9,7 @@ mod common;
 use common::essence;
 use common::ray_cluster::RayCluster;
 
-use flambe_cluster::testbed::missing_prerequisite;
+use flambe_testbed::missing_prerequisite;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -536,7 +536,7 @@ fn extensions_are_installed_on_every_host_and_trials_use_them() {
         return;
     };
     let (bed, dir, cluster) = (&rc.bed, &rc.dir, &rc.cluster);
-    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
+    let tools = flambe_testbed::tools_dir().display().to_string();
     if !Path::new(&format!("{tools}/wheels")).exists() {
         missing_prerequisite(
             test,

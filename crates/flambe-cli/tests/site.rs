@@ -5,7 +5,7 @@ mod common;
 
 use assert_cmd::Command;
 use common::{get, try_get};
-use flambe_cluster::testbed::missing_prerequisite;
+use flambe_testbed::missing_prerequisite;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -285,7 +285,7 @@ fn raw_get(url: &str, path: &str, headers: &str) -> (u16, String) {
 
 /// Chromium and playwright-core as scripts/test.sh installs them.
 fn browser_tools() -> Option<(String, String)> {
-    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
+    let tools = flambe_testbed::tools_dir().display().to_string();
     let playwright = format!("{tools}/node/node_modules/playwright-core");
     let chromium = "/usr/bin/chromium".to_string();
     if Path::new(&playwright).exists() && Path::new(&chromium).exists() {
@@ -389,7 +389,7 @@ fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
 
 #[test]
 fn the_site_links_a_tensorboard_it_started_when_one_is_installed() {
-    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
+    let tools = flambe_testbed::tools_dir().display().to_string();
     let venv_bin = format!("{tools}/venv/bin");
     if !Path::new(&venv_bin).join("tensorboard").exists() {
         missing_prerequisite(

@@ -3,7 +3,7 @@
 //! Root only: skipped with a reason otherwise, a failure under CI=true.
 
 use assert_cmd::Command;
-use flambe_cluster::testbed::{Testbed, available};
+use flambe_testbed::{Testbed, available};
 use std::path::{Path, PathBuf};
 
 struct Setup {

@@ -40,6 +40,8 @@ pub struct DriverSpec {
     pub sync_host: String,
     /// The cluster's ssh_config on every host, for the trials' rsync.
     pub ssh_config: PathBuf,
+    /// The venv Ray runs from on every host.
+    pub ray_venv: PathBuf,
     /// The report site's port on the orchestrator's loopback.
     pub site_port: u16,
     /// The experiment's `!env` values, a 0600 JSON map.
@@ -317,6 +319,7 @@ pub async fn launch<R: ClusterRunnable>(
         ray_address: format!("http://127.0.0.1:{DASHBOARD_PORT}"),
         sync_host: orch.name().to_string(),
         ssh_config: PathBuf::from(remote.ssh_config()),
+        ray_venv: PathBuf::from(remote.ray()),
         site_port: SITE_PORT,
         secrets_file,
         force,

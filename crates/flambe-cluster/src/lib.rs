@@ -16,7 +16,14 @@
 //! - [`provision`]: what a bare host needs for Ray and TensorBoard, brought
 //!   by flambe (pip, OS packages through sudo) or a per-host error with the fix;
 //! - [`ssh_provider`]: `!SSHCluster` up (idempotent, resumable setup);
-//! - [`cluster`]: a known cluster connected, and status / exec / down.
+//! - [`cluster`]: a known cluster connected, and status / exec / down;
+//! - [`extensions`]: the extensions' environment on every host;
+//! - [`ray`]: Ray started (or found) on every host with the cluster's token;
+//! - [`driver`]: an experiment shipped to a cluster and its driver started
+//!   there with a typed [`driver::DriverSpec`]; the running driver's record;
+//! - [`remote_home`]: the one owner of the `~/.flambe/` layout on hosts;
+//! - [`home`]: where flambe keeps its clusters here (`$FLAMBE_HOME`);
+//! - `error`: [`ClusterError`], with the hint for each kind.
 
 pub mod cluster;
 pub mod driver;
@@ -31,7 +38,6 @@ pub mod remote_home;
 pub mod ssh_provider;
 pub mod state;
 pub mod sync;
-pub mod testbed;
 pub mod versioning;
 
 pub use cluster::{Cluster, ClusterError, Down, HostStatus, down_ssh, known_clusters, status};

@@ -1,10 +1,10 @@
 //! The host layer against real OpenSSH servers on test hosts: tunnels,
 //! timeouts, parallel runs with per-host results, errors that name the
-//! host and the command. Root only (see flambe_cluster::testbed).
+//! host and the command. Root only (see flambe_testbed).
 
 use flambe_cluster::host::HostError;
-use flambe_cluster::testbed::{Testbed, available};
 use flambe_cluster::{Cluster, up};
+use flambe_testbed::{Testbed, available};
 use std::io::{Read, Write};
 use std::time::Duration;
 

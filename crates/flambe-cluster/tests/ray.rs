@@ -6,8 +6,8 @@
 //! as a cluster's own Ray of the right version would be).
 
 use flambe_cluster::ray::{DASHBOARD_PORT, start_ray, stop_ray};
-use flambe_cluster::testbed::{Testbed, available, missing_prerequisite};
 use flambe_cluster::{Cluster, up};
+use flambe_testbed::{Testbed, available, missing_prerequisite};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
     if !available("ray_spans_the_hosts_and_places_gpu_jobs_on_factories") {
         return;
     }
-    let tools = flambe_cluster::testbed::tools_dir().display().to_string();
+    let tools = flambe_testbed::tools_dir().display().to_string();
     let ray = format!("{tools}/ray");
     if !std::path::Path::new(&format!("{ray}/bin/ray")).exists() {
         missing_prerequisite(

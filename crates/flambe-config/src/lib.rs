@@ -21,6 +21,11 @@
 //!    login names, key files, local paths a run reads.
 //!
 //! Nothing downstream re-validates: a loaded config is a valid config.
+//!
+//! Besides: [`decode`] holds the typed readers of YAML nodes `load` is made
+//! of; [`emit`] writes a runnable back as plain YAML (the copy a cluster's
+//! driver loads); [`hint`] is how every crate's errors carry what to do
+//! about them (one renderer, in the CLI, prints them).
 
 pub mod checks;
 pub mod decode;

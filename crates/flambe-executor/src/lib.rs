@@ -14,6 +14,12 @@
 //!   `flambe trial-run` ([`wrapper`]), which runs the command on the node Ray
 //!   chose, as a local job there, and reports back through its log.
 //! - [`metrics`]: the JSON-lines metrics format shared by every executor.
+//! - [`ray_log`]: a Ray job's log, followed over the Jobs API's websocket
+//!   tail and cut into whole lines, each byte read once.
+//! - [`pyenv`]: the extensions' Python environment (a venv keyed by what is
+//!   installed in it), made here or by a script on every host.
+//! - [`SyncHost`]: where a job that runs on another machine fetches its
+//!   inputs from and sends its results back to.
 
 pub mod local;
 pub mod metrics;
@@ -94,6 +100,10 @@ pub struct JobSpec {
     /// machine where it runs.
     #[serde(default)]
     pub path_prefix: Option<PathBuf>,
+    /// The venv Ray runs from on the nodes: the wrapper takes it off the
+    /// trial's PATH, so a trial finds the `python` a login would.
+    #[serde(default)]
+    pub ray_venv: Option<PathBuf>,
 }
 
 /// The results host of a job that runs on another machine, and how to

@@ -475,6 +475,7 @@ mod tests {
             secret_env: Vec::new(),
             secrets_file: None,
             path_prefix: None,
+            ray_venv: None,
         }
     }
 

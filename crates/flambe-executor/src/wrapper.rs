@@ -217,19 +217,22 @@ async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// PATH without what Ray's own environment put there (`~/.flambe/ray`):
+/// PATH without what Ray's own environment put there (its venv, `ray_venv`):
 /// a trial on a factory finds the same `python` a local trial would.
-fn path_without_ray(path: &str) -> String {
+fn path_without_ray(path: &str, ray_venv: &std::path::Path) -> String {
     path.split(':')
-        .filter(|p| !p.contains("/.flambe/ray"))
+        .filter(|p| !std::path::Path::new(p).starts_with(ray_venv))
         .collect::<Vec<_>>()
         .join(":")
 }
 
 /// Give this process (and so the trial) the environment of a plain login:
-/// Ray's venv off PATH. Call before any thread starts.
-pub fn leave_ray_environment() {
-    let path = path_without_ray(&std::env::var("PATH").unwrap_or_default());
+/// Ray's venv (the spec's `ray_venv`) off PATH. Call before any thread starts.
+pub fn leave_ray_environment(ray_venv: Option<&std::path::Path>) {
+    let Some(ray_venv) = ray_venv else {
+        return;
+    };
+    let path = path_without_ray(&std::env::var("PATH").unwrap_or_default(), ray_venv);
     // SAFETY: called first thing in `flambe trial-run`, before the async
     // runtime or any other thread exists.
     unsafe {
@@ -431,6 +434,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rays_venv_leaves_the_path_and_nothing_else_does() {
+        let path =
+            "/home/u/.flambe/bin:/home/u/.flambe/ray/bin:/home/u/.flambe/rayish/bin:/usr/bin";
+        assert_eq!(
+            path_without_ray(path, std::path::Path::new("/home/u/.flambe/ray")),
+            "/home/u/.flambe/bin:/home/u/.flambe/rayish/bin:/usr/bin"
+        );
+    }
+
+    #[test]
     fn results_go_back_only_into_the_folder_of_their_own_attempt() {
         let dir = tempfile::tempdir().unwrap();
         let trial = dir.path().join("it's a trial");
@@ -467,11 +480,12 @@ mod tests {
             inputs: vec!["/tmp/in".into()],
             sync: Some(SyncHost {
                 host: "c_orchestrator".into(),
-                ssh_config: "/home/u/.flambe/cluster/ssh_config".into(),
+                ssh_config: "/home/u/cluster/ssh_config".into(),
             }),
             secret_env: vec![("TOKEN".into(), "API_TOKEN".into())],
-            secrets_file: Some("/home/u/.flambe/experiments/x/secrets.json".into()),
-            path_prefix: Some("/home/u/.flambe/envs/0123/bin".into()),
+            secrets_file: Some("/home/u/x/secrets.json".into()),
+            path_prefix: Some("/home/u/envs/0123/bin".into()),
+            ray_venv: Some("/home/u/ray".into()),
         };
         let back = decode_spec(&encode_spec(&spec)).unwrap();
         assert_eq!(back.command, spec.command);

@@ -158,6 +158,7 @@ pub(crate) async fn run_on(
         python_bin: opts.python.as_ref().map(|p| p.bin()),
         echo: opts.echo,
         sync: opts.ray.as_ref().and_then(|r| r.sync.clone()),
+        ray_venv: opts.ray.as_ref().and_then(|r| r.ray_venv.clone()),
         interrupt,
     };
     engine.run().await
@@ -187,6 +188,7 @@ struct Engine<'a> {
     python_bin: Option<PathBuf>,
     echo: bool,
     sync: Option<flambe_executor::SyncHost>,
+    ray_venv: Option<PathBuf>,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
@@ -421,6 +423,7 @@ impl Engine<'_> {
             },
             secret_env,
             path_prefix: self.python_bin.clone(),
+            ray_venv: self.ray_venv.clone(),
         });
         self.running.insert(
             trial.id.clone(),

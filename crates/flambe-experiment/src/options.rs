@@ -44,6 +44,8 @@ pub struct RayTarget {
     /// file on the sync host (or here). Trials are told which keys to read
     /// from it, never the values: Ray keeps and shows every job's spec.
     pub secrets_file: Option<PathBuf>,
+    /// The venv Ray runs from on the nodes (off the trials' PATH).
+    pub ray_venv: Option<PathBuf>,
 }
 
 /// What happened, for whoever shows it.

@@ -6,17 +6,20 @@ use anyhow::{anyhow, bail};
 use flambe_cluster::state::Provider;
 use flambe_cluster::{Cluster, UpReport};
 use flambe_config::hint::with_hint;
-use flambe_config::{AwsCluster, Runnable, SshCluster, load_file};
+use flambe_config::{AwsCluster, ConfigFile, Runnable, SshCluster, load_file};
 use std::path::Path;
 
 /// The cluster a run goes to: machines the user has, or EC2 instances.
 #[derive(Debug, Clone, Copy)]
 pub enum ClusterConfig<'a> {
+    /// Machines the user has.
     Ssh(&'a SshCluster),
+    /// EC2 instances flambe makes.
     Aws(&'a AwsCluster),
 }
 
 impl ClusterConfig<'_> {
+    /// The cluster's name (its state lives under it).
     pub fn name(&self) -> &str {
         match self {
             ClusterConfig::Ssh(c) => &c.name,
@@ -24,6 +27,7 @@ impl ClusterConfig<'_> {
         }
     }
 
+    /// Who makes its hosts.
     pub fn provider(&self) -> Provider {
         match self {
             ClusterConfig::Ssh(_) => Provider::Ssh,
@@ -41,6 +45,7 @@ impl ClusterConfig<'_> {
 
 /// What bringing a cluster up did.
 pub enum Upped {
+    /// Hosts the user has.
     Ssh(UpReport),
     /// With what happened to the instances.
     Aws(flambe_aws::AwsUp),
@@ -75,7 +80,9 @@ pub async fn up(cfg: ClusterConfig<'_>, reporter: &mut dyn Reporter) -> anyhow::
 
 /// What `cluster down` did, by provider.
 pub enum Downed {
+    /// The SSH cluster: its key removed from the hosts.
     Ssh(flambe_cluster::Down),
+    /// The AWS cluster: its instances terminated.
     Aws(flambe_aws::AwsDown),
 }
 
@@ -105,6 +112,43 @@ pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
         Provider::Aws => Ok(Downed::Aws(flambe_aws::down(name).await?)),
         Provider::Ssh => Ok(Downed::Ssh(flambe_cluster::down_ssh(name, purge).await?)),
     }
+}
+
+/// The cluster `--cluster` names, for `runnable` to run on: refused, with
+/// the fix, when the file holds no cluster or the runnable is one itself.
+pub fn cluster_target<'a>(
+    cluster: &'a ConfigFile,
+    runnable: &ConfigFile,
+) -> anyhow::Result<ClusterConfig<'a>> {
+    let target = match &cluster.runnable {
+        Runnable::SshCluster(s) => ClusterConfig::Ssh(s),
+        Runnable::AwsCluster(a) => ClusterConfig::Aws(a),
+        other => {
+            return Err(with_hint(
+                anyhow!(
+                    "--cluster {} holds a {}, not a cluster",
+                    cluster.path.display(),
+                    other.tag()
+                ),
+                "pass a file tagged !SSHCluster or !AWSCluster",
+            )
+            .into());
+        }
+    };
+    if matches!(
+        runnable.runnable,
+        Runnable::SshCluster(_) | Runnable::AwsCluster(_)
+    ) {
+        let file = runnable.path.display();
+        return Err(with_hint(
+            anyhow!(
+                "{file} is itself a cluster; --cluster takes the cluster an experiment or script runs on"
+            ),
+            format!("run `flambe {file}` alone to create the cluster"),
+        )
+        .into());
+    }
+    Ok(target)
 }
 
 /// The name of the cluster a cluster file describes.

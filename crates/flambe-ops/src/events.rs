@@ -14,7 +14,9 @@ use std::path::Path;
 pub enum Step<'a> {
     /// A cluster is being created or reused.
     BringingUp {
+        /// The cluster's name.
         name: &'a str,
+        /// Who makes its hosts.
         provider: Provider,
         /// Hosts it has (the orchestrator included).
         hosts: usize,
@@ -23,13 +25,18 @@ pub enum Step<'a> {
     AwsInstances(&'a flambe_aws::AwsUp),
     /// Every host answers with this flambe; next, what they need.
     ClusterReady {
+        /// Since the bring-up began.
         seconds: f64,
+        /// Whether TensorBoard is wanted on the orchestrator.
         tensorboard: bool,
     },
     /// What each host got (empty steps: nothing was needed).
     Provisioned(&'a [HostProvisioned]),
+    /// Ray runs on every host.
     RayUp {
+        /// Nodes alive in the Ray cluster.
         nodes: usize,
+        /// How long starting (or finding) it took.
         seconds: f64,
     },
     /// The extensions' environment on every host of a cluster.
@@ -37,23 +44,30 @@ pub enum Step<'a> {
     /// The experiment's driver on the orchestrator: started, or found
     /// running (`started: false`, this run follows it).
     Launched {
+        /// The experiment's name.
         name: &'a str,
+        /// Its results folder on the orchestrator.
         results: &'a str,
+        /// False: it was already running there.
         started: bool,
     },
     /// The extensions' environment is being made here, in `envs`.
     PreparingExtensions {
+        /// Where environments are kept here.
         envs: &'a Path,
     },
     /// The extensions' environment here, made or found.
     ExtensionsHere(&'a PythonEnv),
     /// The report site and TensorBoard of a run here, over `dir`.
     Views {
+        /// What serves them.
         views: &'a Views,
+        /// The results folder they show.
         dir: &'a Path,
     },
     /// The orchestrator's report site, through a tunnel from here.
     SiteTunnel {
+        /// The site's URL here.
         url: &'a str,
     },
     /// The orchestrator's TensorBoard, through a tunnel from here.
@@ -65,6 +79,7 @@ pub enum Step<'a> {
 /// Where a followed experiment's TensorBoard is.
 #[derive(Debug)]
 pub enum TensorBoardAt<'a> {
+    /// The URL here.
     Tunnel(&'a str),
     /// It runs there, but no tunnel could be made.
     TunnelFailed(String),
@@ -74,6 +89,7 @@ pub enum TensorBoardAt<'a> {
 
 /// Whoever shows what operations do (the CLI's console).
 pub trait Reporter {
+    /// One step, as it happens.
     fn step(&mut self, step: Step<'_>);
 }
 

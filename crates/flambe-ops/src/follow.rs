@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 pub enum Followed {
     /// Interrupted here: the run goes on without us.
     Detached,
+    /// It ended (or its driver is gone).
     Ended(Ended),
 }
 
 /// How a followed run ended.
 #[derive(Debug)]
 pub struct Ended {
+    /// The experiment's name.
     pub name: String,
     /// `None`: its driver is gone without saying how it ended (killed, or
     /// its machine restarted); the same command resumes it.

@@ -20,7 +20,9 @@ pub struct HereOptions {
     pub force: bool,
     /// Start afresh even when unchanged (a script's `--force`).
     pub restart: bool,
+    /// CPUs to fill; `None`: the config's `devices`, else detected.
     pub cpus: Option<f64>,
+    /// GPUs to fill; `None`: the config's `devices`, else detected.
     pub gpus: Option<u32>,
     /// Report every output line of every trial.
     pub echo: bool,
@@ -33,6 +35,7 @@ pub struct HereOptions {
 /// How a run here ended.
 #[derive(Debug)]
 pub struct HereOutcome {
+    /// The report, or why the run stopped.
     pub result: Result<Report, EngineError>,
     /// The results folder already held a finished run, and this one ran
     /// nothing new (a script is not run again without `--force`).
@@ -113,6 +116,7 @@ pub fn ray_target(
     address: &str,
     sync: Option<flambe_executor::SyncHost>,
     secrets_file: Option<std::path::PathBuf>,
+    ray_venv: Option<std::path::PathBuf>,
 ) -> anyhow::Result<RayTarget> {
     Ok(RayTarget {
         address: address.to_string(),
@@ -123,5 +127,6 @@ pub fn ray_target(
         max_in_flight: 64,
         sync,
         secrets_file,
+        ray_venv,
     })
 }

@@ -17,6 +17,8 @@
 //! - `clusters`: [`up`] and [`down`] for every provider;
 //! - `views`: the report site and TensorBoard over a results folder.
 
+#![warn(missing_docs)]
+
 mod clusters;
 mod events;
 mod follow;
@@ -25,7 +27,7 @@ mod on_cluster;
 mod remote;
 mod views;
 
-pub use clusters::{ClusterConfig, Downed, Upped, cluster_of, down, rsync, up};
+pub use clusters::{ClusterConfig, Downed, Upped, cluster_of, cluster_target, down, rsync, up};
 pub use events::{Reporter, Step, TensorBoardAt};
 pub use follow::{Ended, Followed, attach, follow};
 pub use here::{HereOptions, HereOutcome, ray_target, run_here};

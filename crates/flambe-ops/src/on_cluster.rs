@@ -18,6 +18,7 @@ use std::time::Instant;
 pub enum ClusterOutcome {
     /// It goes on without us (`flambe attach` follows it again).
     Detached,
+    /// It ended (or its driver is gone).
     Ended(crate::follow::Ended),
     /// A script finished: its results folder, copied home.
     ScriptHome(Report),

@@ -12,16 +12,20 @@ use std::path::Path;
 /// Where and whether to serve the views.
 #[derive(Debug, Clone)]
 pub struct ViewOptions {
+    /// The address the site listens on (off loopback: with a token).
     pub host: IpAddr,
     /// 0: any free port.
     pub port: u16,
+    /// Serve TensorBoard too, when it is installed.
     pub tensorboard: bool,
 }
 
 /// What serves one experiment's views: the site and, when installed,
 /// TensorBoard. Both stop when this is dropped.
 pub struct Views {
+    /// The report site.
     pub site: Site,
+    /// TensorBoard, when installed and wanted.
     pub tensorboard: Option<TensorBoardServer>,
 }
 

@@ -3,7 +3,11 @@
 //! [`tensorboard`] writes every metric a trial reports into TensorBoard event
 //! files next to the trial's output, so `tensorboard --logdir save_path/NAME`
 //! shows every trial as a run. It is an [`flambe_experiment::Observer`]: the
-//! engine reports, this crate shows. The live report site builds on it.
+//! engine reports, this crate shows.
+//!
+//! [`site`] serves the live report site over a results folder (read-only,
+//! while the driver writes it): the pages, built into the binary, and the
+//! JSON API whose types are [`api`], shared with the CLI's follower.
 
 pub mod api;
 pub mod site;

@@ -33,6 +33,7 @@ pub fn run(spec: &Path, verbose: u8) -> anyhow::Result<ExitCode> {
             &spec.ray_address,
             Some(sync),
             spec.secrets_file.clone(),
+            Some(spec.ray_venv.clone()),
         )?),
         views: Some(ViewOptions {
             host: std::net::Ipv4Addr::LOCALHOST.into(),

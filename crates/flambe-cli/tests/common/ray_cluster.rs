@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use assert_cmd::Command;
-use flambe_cluster::testbed::{Testbed, available, missing_prerequisite};
+use flambe_testbed::{Testbed, available, missing_prerequisite};
 use std::path::{Path, PathBuf};
 
 /// Test hosts with Ray linked in (orchestrator + `factories`), a cluster
@@ -26,7 +26,7 @@ impl RayCluster {
         if !available(test) {
             return None;
         }
-        let tools = flambe_cluster::testbed::tools_dir().display().to_string();
+        let tools = flambe_testbed::tools_dir().display().to_string();
         let ray = format!("{tools}/ray");
         if !Path::new(&format!("{ray}/bin/ray")).exists() {
             missing_prerequisite(

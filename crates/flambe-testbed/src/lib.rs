@@ -1,4 +1,6 @@
-//! Test support. Test hosts for integration tests: a thin driver of `scripts/testbed.sh`
+//! # flambe-testbed: test hosts for integration tests (dev-only)
+//!
+//! A thin driver of `scripts/testbed.sh`
 //! (network namespaces on this machine, one sshd each). Root only; the
 //! tests that use it skip with a reason when not root, and fail under
 //! `CI=true`, where a missing prerequisite is a failure.
