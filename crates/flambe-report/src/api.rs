@@ -14,10 +14,15 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteStatus {
+    /// The driver has not recorded a status yet.
     Starting,
+    /// Trials are running (or about to).
     Running,
+    /// Every stage ran.
     Finished,
+    /// Stopped by Ctrl-C or SIGTERM; the same command resumes.
     Interrupted,
+    /// Ended by an error.
     Stopped,
 }
 
@@ -33,6 +38,7 @@ impl SiteStatus {
         }
     }
 
+    /// The status as the API spells it.
     pub fn as_str(self) -> &'static str {
         self.run_status().map_or("starting", RunStatus::as_str)
     }
@@ -53,16 +59,21 @@ impl From<Option<RunStatus>> for SiteStatus {
 /// `GET /api/v1/experiment`: the experiment and each stage's counts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExperimentSummary {
+    /// The experiment's name.
     pub name: String,
+    /// Where it stands.
     pub status: SiteStatus,
     /// Unix seconds.
     pub started: Option<f64>,
+    /// Unix seconds, once it ended.
     pub ended: Option<f64>,
+    /// Seconds it has run (until its end, once ended).
     pub elapsed_s: Option<f64>,
     /// The results folder, where the driver runs.
     pub dir: PathBuf,
     /// TensorBoard's URL where the driver runs (its loopback), when it runs.
     pub tensorboard: Option<String>,
+    /// Each stage, in pipeline order.
     pub stages: Vec<StageSummary>,
 }
 
@@ -79,22 +90,34 @@ impl ExperimentSummary {
 /// One stage's trials, counted by status, and its best so far.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageSummary {
+    /// The stage's name.
     pub name: String,
+    /// The metric it ranks by, when it has one.
     pub metric: Option<String>,
+    /// Whether higher or lower is better.
     pub mode: Mode,
+    /// How many trials go on to the next stage.
     pub reduce: Option<u32>,
+    /// Trials in all.
     pub total: usize,
+    /// Waiting to run.
     pub pending: usize,
+    /// Running now.
     pub running: usize,
+    /// Ended well.
     pub succeeded: usize,
+    /// Stopped early by the stage's scheduler.
     pub stopped: usize,
+    /// Failed every attempt they were allowed.
     pub failed: usize,
     /// Succeeded, stopped or failed: nothing more will happen to them.
     pub done: usize,
+    /// The best trial so far, once one reported the metric.
     pub best: Option<BestTrial>,
 }
 
 impl StageSummary {
+    /// The summary of a ranked stage.
     pub fn of(result: &StageResult, reduce: Option<u32>) -> StageSummary {
         let count = |s: Status| result.count(s);
         StageSummary {
@@ -124,6 +147,8 @@ impl StageSummary {
 /// The stage's best trial and its best value of the stage metric.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BestTrial {
+    /// The trial's id.
     pub id: String,
+    /// Its best value of the metric.
     pub value: Option<f64>,
 }

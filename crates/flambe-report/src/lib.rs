@@ -9,6 +9,8 @@
 //! while the driver writes it): the pages, built into the binary, and the
 //! JSON API whose types are [`api`], shared with the CLI's follower.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod site;
 pub mod tensorboard;

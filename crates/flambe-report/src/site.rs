@@ -39,8 +39,10 @@ const LOG_TAIL: u64 = 64 * 1024;
 /// Bytes read per chunk of a streamed file download.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
+/// How the site is served.
 #[derive(Debug, Clone)]
 pub struct SiteOptions {
+    /// The address and port to listen on (port 0: any free one).
     pub bind: SocketAddr,
     /// Required on every request when set (non-loopback binds).
     pub token: Option<String>,
@@ -56,8 +58,11 @@ struct SiteState {
 
 /// A running site: its address, and the task serving it.
 pub struct Site {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its URL, with the token when there is one.
     pub url: String,
+    /// The server; aborting it stops the site.
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -86,6 +91,7 @@ pub async fn serve(dir: ResultsDir, opts: SiteOptions) -> std::io::Result<Site> 
     Ok(Site { addr, url, task })
 }
 
+/// The site's routes over the results folder `dir`.
 pub fn router(dir: ResultsDir, opts: SiteOptions) -> Router {
     let state = Arc::new(SiteState {
         dir,

@@ -73,6 +73,7 @@ impl EventWriter {
         Ok(writer)
     }
 
+    /// The event file being written.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -98,6 +99,7 @@ impl EventWriter {
         })
     }
 
+    /// Write what is buffered to the file.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -191,6 +193,7 @@ fn masked_crc(bytes: &[u8]) -> u32 {
 /// A TensorBoard server over an experiment's folder, stopped when dropped.
 pub struct TensorBoardServer {
     child: std::process::Child,
+    /// Where TensorBoard answers.
     pub url: String,
 }
 
