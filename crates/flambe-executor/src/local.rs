@@ -79,15 +79,30 @@ fn marked_processes(marker: &[u8]) -> Vec<i32> {
         .collect()
 }
 
+/// How many scans in a row must find nothing before the job counts as
+/// gone, and the pause between them. A process in the middle of `execve`
+/// shows an empty environment for a moment (the new image's is not laid
+/// out yet), so one empty scan can miss it.
+const EMPTY_SCANS: u32 = 3;
+const SCAN_GAP: Duration = Duration::from_millis(5);
+
 /// Kill every process that carries `marker`, looking again until none is
-/// left (one may fork while the others die). Returns whether any was found.
+/// left (one may fork or exec while the others die). Returns whether any
+/// was found. Blocks for a few milliseconds: call it off the async threads.
 pub fn kill_marked(marker: &str) -> bool {
     let mut found = false;
-    for _ in 0..100 {
+    let mut empty_in_a_row = 0;
+    for _ in 0..200 {
         let pids = marked_processes(marker.as_bytes());
         if pids.is_empty() {
-            break;
+            empty_in_a_row += 1;
+            if empty_in_a_row == EMPTY_SCANS {
+                break;
+            }
+            std::thread::sleep(SCAN_GAP);
+            continue;
         }
+        empty_in_a_row = 0;
         found = true;
         for pid in pids {
             // SAFETY: plain syscall on a pid read from /proc just now.
@@ -306,7 +321,7 @@ async fn supervise(
     // left the group (`setsid`, double forks) by the variable they inherit.
     signal_group(pid, libc::SIGKILL);
     if let Some(marker) = marker_of(&spec.env) {
-        kill_marked(&marker);
+        let _ = tokio::task::spawn_blocking(move || kill_marked(&marker)).await;
     }
     for copier in copiers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
