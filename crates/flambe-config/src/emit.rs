@@ -89,7 +89,9 @@ fn stage(y: &mut String, s: &Stage) {
             let _ = writeln!(y, "      {}: {}", p.name, spec(&p.spec));
         }
     }
-    let _ = writeln!(y, "    samples: {}", s.samples);
+    if s.search == Search::Grid {
+        let _ = writeln!(y, "    samples: {}", s.samples);
+    }
     let _ = writeln!(y, "    cpus: {}", float(s.cpus));
     let _ = writeln!(y, "    gpus: {}", s.gpus);
     if let Some(m) = &s.metric {
@@ -103,16 +105,54 @@ fn stage(y: &mut String, s: &Stage) {
     if let Some(r) = s.reduce {
         let _ = writeln!(y, "    reduce: {r}");
     }
-    if let Some(Scheduler::Asha {
-        max_t,
-        grace_period,
-        reduction_factor,
-    }) = &s.scheduler
-    {
-        let _ = writeln!(
-            y,
-            "    scheduler: !ASHA {{max_t: {max_t}, grace_period: {grace_period}, reduction_factor: {reduction_factor}}}"
-        );
+    match s.search {
+        Search::Grid => {}
+        Search::Random { trials } => {
+            let _ = writeln!(y, "    search: !Random {{trials: {trials}}}");
+        }
+        Search::Tpe {
+            trials,
+            startup,
+            concurrency,
+        } => {
+            let _ = writeln!(
+                y,
+                "    search: !TPE {{trials: {trials}, startup: {startup}, concurrency: {concurrency}}}"
+            );
+        }
+    }
+    match &s.scheduler {
+        None => {}
+        Some(Scheduler::Asha {
+            max_t,
+            grace_period,
+            reduction_factor,
+        }) => {
+            let _ = writeln!(
+                y,
+                "    scheduler: !ASHA {{max_t: {max_t}, grace_period: {grace_period}, reduction_factor: {reduction_factor}}}"
+            );
+        }
+        Some(Scheduler::HyperBand {
+            max_t,
+            grace_period,
+            reduction_factor,
+            brackets,
+        }) => {
+            let _ = writeln!(
+                y,
+                "    scheduler: !HyperBand {{max_t: {max_t}, grace_period: {grace_period}, reduction_factor: {reduction_factor}, brackets: {brackets}}}"
+            );
+        }
+        Some(Scheduler::MedianStopping {
+            grace_period,
+            min_samples,
+        }) => {
+            let _ = writeln!(
+                y,
+                "    scheduler: !MedianStopping {{grace_period: {grace_period}, min_samples: {min_samples}}}"
+            );
+        }
     }
     if let Some(t) = s.timeout {
         let _ = writeln!(y, "    timeout: {}", float(t.as_secs_f64()));
@@ -149,6 +189,7 @@ fn spec(s: &ParamSpec) -> String {
         }
         ParamSpec::Uniform { low, high } => format!("!u [{}, {}]", float(*low), float(*high)),
         ParamSpec::LogUniform { low, high } => format!("!lu [{}, {}]", float(*low), float(*high)),
+        ParamSpec::Int { low, high } => format!("!i [{low}, {high}]"),
     }
 }
 

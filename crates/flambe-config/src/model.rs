@@ -171,6 +171,9 @@ pub struct Stage {
     pub params: Vec<Param>,
     /// Random draws of `!c`/`!u`/`!lu` per grid point.
     pub samples: u32,
+    /// How the stage's trials are chosen: the grid (the default), random
+    /// draws or TPE.
+    pub search: Search,
     pub cpus: f64,
     pub gpus: u32,
     pub metric: Option<String>,
@@ -190,6 +193,10 @@ impl Stage {
 
     /// How many parameter combinations this stage's own search space yields.
     pub fn variant_count(&self) -> u64 {
+        match self.search {
+            Search::Grid => {}
+            Search::Random { trials } | Search::Tpe { trials, .. } => return u64::from(trials),
+        }
         let grid: u64 = self
             .params
             .iter()
@@ -230,6 +237,29 @@ pub enum ParamSpec {
     Uniform { low: f64, high: f64 },
     /// `!lu [low, high]`: log-uniform, drawn per sample.
     LogUniform { low: f64, high: f64 },
+    /// `!i [low, high]`: an integer in low..=high, drawn per sample.
+    Int { low: i64, high: i64 },
+}
+
+/// A stage's `search:`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Search {
+    /// `!Grid`: every `!g`/`!s` combination, `samples` times, drawing the
+    /// other params per trial (the default).
+    Grid,
+    /// `!Random {trials: N}`: N trials, every param drawn (`!g` values as
+    /// a choice, `!s` as a range).
+    Random { trials: u32 },
+    /// `!TPE {trials, startup, concurrency}`: N trials chosen one at a time
+    /// by a tree-structured Parzen estimator from the results so far; the
+    /// first `startup` are random, at most `concurrency` run at once.
+    #[serde(rename = "TPE")]
+    Tpe {
+        trials: u32,
+        startup: u32,
+        concurrency: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +272,20 @@ pub enum Scheduler {
         grace_period: u64,
         reduction_factor: u64,
     },
+    /// Asynchronous HyperBand (Ray Tune's `AsyncHyperBandScheduler`): ASHA
+    /// over `brackets` brackets, trials spread over them in turn, bracket
+    /// `b` starting its rungs at `grace_period × reduction_factor^b`.
+    HyperBand {
+        max_t: u64,
+        grace_period: u64,
+        reduction_factor: u64,
+        brackets: u64,
+    },
+    /// Ray Tune's `MedianStoppingRule`: past `grace_period` steps, a trial
+    /// whose best value so far is worse than the median of the other
+    /// trials' running means at that step stops, once `min_samples`
+    /// trials have reported there.
+    MedianStopping { grace_period: u64, min_samples: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +324,7 @@ impl Script {
                 run: self.run.clone(),
                 params: Vec::new(),
                 samples: 1,
+                search: Search::Grid,
                 cpus: self.cpus,
                 gpus: self.gpus,
                 metric: None,

@@ -17,20 +17,20 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// What a trial does, by its params and attempt.
-enum Part {
+pub(crate) enum Part {
     /// Report these `acc` values at steps 1, 2, …, then exit with `code`.
     Run { acc: Vec<f64>, code: i32 },
     /// Report nothing and run until cancelled.
     Hang,
 }
 
-struct Job {
-    id: String,
-    attempt: u32,
-    params: serde_json::Value,
+pub(crate) struct Job {
+    pub id: String,
+    pub attempt: u32,
+    pub params: serde_json::Value,
 }
 
-type Script = Arc<dyn Fn(&Job) -> Part + Send + Sync>;
+pub(crate) type Script = Arc<dyn Fn(&Job) -> Part + Send + Sync>;
 
 struct Fake {
     tx: mpsc::UnboundedSender<JobEvent>,
@@ -154,7 +154,7 @@ impl Observer for Quiet {
     fn on(&mut self, _: Event<'_>) {}
 }
 
-fn experiment(dir: &Path, yaml: &str) -> Experiment {
+pub(crate) fn experiment(dir: &Path, yaml: &str) -> Experiment {
     let text = format!(
         "!Experiment\nname: exp\nsave_path: {}\nmax_failures: 1\npipeline:\n{yaml}",
         dir.display()
@@ -168,14 +168,14 @@ fn experiment(dir: &Path, yaml: &str) -> Experiment {
     }
 }
 
-struct Run {
-    result: Result<Report, EngineError>,
-    launched: Vec<(String, u32)>,
+pub(crate) struct Run {
+    pub result: Result<Report, EngineError>,
+    pub launched: Vec<(String, u32)>,
 }
 
 /// Run `exp` on a fake with `slots` at once; a hanging trial interrupts
 /// the run.
-async fn run(exp: &Experiment, slots: usize, script: Script) -> Run {
+pub(crate) async fn run(exp: &Experiment, slots: usize, script: Script) -> Run {
     let launched = Arc::new(Mutex::new(Vec::new()));
     let (fire, hung) = oneshot::channel::<()>();
     let log = launched.clone();
@@ -200,7 +200,7 @@ async fn run(exp: &Experiment, slots: usize, script: Script) -> Run {
     Run { result, launched }
 }
 
-fn lr(job: &Job) -> f64 {
+pub(crate) fn lr(job: &Job) -> f64 {
     job.params["lr"].as_f64().unwrap()
 }
 

@@ -21,18 +21,23 @@
 pub mod asha;
 pub mod engine;
 #[cfg(test)]
+mod engine_search_tests;
+#[cfg(test)]
 mod engine_tests;
 mod environment;
 mod error;
 pub mod layout;
 pub mod lock;
+mod median;
 mod options;
 pub mod plan;
 mod prepare;
 pub mod results;
 pub mod rng;
+mod schedulers;
 pub mod search;
 pub mod state;
+pub mod study;
 
 pub use engine::run_experiment;
 pub use error::EngineError;

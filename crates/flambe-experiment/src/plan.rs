@@ -14,8 +14,11 @@ pub struct ExperimentPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct StagePlan {
     pub name: String,
-    /// The stage's own search space, expanded.
+    /// The stage's own search space, expanded (empty for TPE, whose
+    /// trials are chosen as it runs).
     pub variants: Vec<Params>,
+    /// How the trials are chosen.
+    pub search: flambe_config::Search,
     /// Surviving trials of the previous stage; `None` for the first stage.
     pub parents: Option<u64>,
     /// `parents × variants`.
@@ -33,11 +36,13 @@ pub fn plan(exp: &Experiment) -> ExperimentPlan {
         .iter()
         .map(|stage| {
             let variants = expand(stage, exp.seed);
-            let trials = parents.unwrap_or(1) * variants.len() as u64;
+            // A TPE stage has no variants ahead: its budget counts.
+            let trials = parents.unwrap_or(1) * stage.variant_count();
             let survivors = stage.reduce.map_or(trials, |r| u64::from(r).min(trials));
             let plan = StagePlan {
                 name: stage.name.clone(),
                 variants,
+                search: stage.search,
                 parents,
                 trials,
                 survivors,

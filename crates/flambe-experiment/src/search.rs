@@ -5,16 +5,68 @@
 //! 2. the grid is the product of `!g` values and `!s` samples in param order,
 //!    the last param varying fastest;
 //! 3. the whole grid repeats `samples` times (as Ray Tune's `num_samples`),
-//!    and every repetition of every grid point draws each `!c`/`!u`/`!lu`.
+//!    and every repetition of every grid point draws each `!c`/`!u`/`!lu`/`!i`.
+//!
+//! `!Random {trials: N}` draws every param of N trials in turn (a `!g` as a
+//! choice among its values, `!s` as a range), so a larger N keeps the first
+//! draws. `!TPE` chooses its trials as the stage runs ([`crate::study`]):
+//! nothing is expanded ahead.
 
 use crate::rng::Rng;
-use flambe_config::{ParamSpec, Stage};
+use flambe_config::{ParamSpec, Search, Stage};
 use serde_json::{Map, Value};
 
 /// One point of a stage's search space: param name → value, in param order.
 pub type Params = Map<String, Value>;
 
+/// The params of every trial a stage runs per parent, in trial order; empty
+/// for a TPE stage, whose trials are chosen one at a time.
 pub fn expand(stage: &Stage, seed: u64) -> Vec<Params> {
+    match stage.search {
+        Search::Grid => expand_grid(stage, seed),
+        Search::Random { trials } => {
+            let mut rng = Rng::for_stage(seed, &stage.name);
+            (0..trials).map(|_| random_point(stage, &mut rng)).collect()
+        }
+        Search::Tpe { .. } => Vec::new(),
+    }
+}
+
+/// Every param of `stage` drawn from its range (fixed ones as written).
+pub fn random_point(stage: &Stage, rng: &mut Rng) -> Params {
+    stage
+        .params
+        .iter()
+        .map(|p| {
+            let value = match &p.spec {
+                ParamSpec::Grid(values) => values[rng.index(values.len())].clone(),
+                ParamSpec::Sample {
+                    low, high, integer, ..
+                } => sample_value(rng, *low, *high, *integer),
+                other => draw(rng, other),
+            };
+            (p.name.clone(), value)
+        })
+        .collect()
+}
+
+/// A value of a per-trial param (`!c`, `!u`, `!lu`, `!i`, or fixed).
+fn draw(rng: &mut Rng, spec: &ParamSpec) -> Value {
+    match spec {
+        ParamSpec::Fixed(v) => v.clone(),
+        ParamSpec::Choice(values) => values[rng.index(values.len())].clone(),
+        ParamSpec::Uniform { low, high } => float(rng.uniform(*low, *high)),
+        ParamSpec::LogUniform { low, high } => {
+            float(rng.uniform(low.ln(), high.ln()).exp().clamp(*low, *high))
+        }
+        ParamSpec::Int { low, high } => Value::from(rng.int_inclusive(*low, *high)),
+        ParamSpec::Grid(_) | ParamSpec::Sample { .. } => {
+            unreachable!("grid axes are chosen by the grid, never drawn per trial")
+        }
+    }
+}
+
+fn expand_grid(stage: &Stage, seed: u64) -> Vec<Params> {
     let mut rng = Rng::for_stage(seed, &stage.name);
     // Step 1: the grid axes, with `!s` sampled once.
     let axes: Vec<(usize, Vec<Value>)> = stage
@@ -51,17 +103,9 @@ pub fn expand(stage: &Stage, seed: u64) -> Vec<Params> {
             // Step 3: per-sample draws and fixed values.
             let mut params = Params::new();
             for (i, p) in stage.params.iter().enumerate() {
-                let value = match (&p.spec, chosen[i].take()) {
-                    (_, Some(v)) => v,
-                    (ParamSpec::Fixed(v), None) => v.clone(),
-                    (ParamSpec::Choice(values), None) => values[rng.index(values.len())].clone(),
-                    (ParamSpec::Uniform { low, high }, None) => float(rng.uniform(*low, *high)),
-                    (ParamSpec::LogUniform { low, high }, None) => {
-                        float(rng.uniform(low.ln(), high.ln()).exp().clamp(*low, *high))
-                    }
-                    (ParamSpec::Grid(_) | ParamSpec::Sample { .. }, None) => {
-                        unreachable!("grid axes are always chosen above")
-                    }
+                let value = match chosen[i].take() {
+                    Some(v) => v,
+                    None => draw(&mut rng, &p.spec),
                 };
                 params.insert(p.name.clone(), value);
             }
@@ -71,7 +115,7 @@ pub fn expand(stage: &Stage, seed: u64) -> Vec<Params> {
     out
 }
 
-fn sample_value(rng: &mut Rng, low: f64, high: f64, integer: bool) -> Value {
+pub(crate) fn sample_value(rng: &mut Rng, low: f64, high: f64, integer: bool) -> Value {
     if integer {
         Value::from(rng.int_inclusive(low as i64, high as i64))
     } else {
@@ -81,7 +125,7 @@ fn sample_value(rng: &mut Rng, low: f64, high: f64, integer: bool) -> Value {
 
 /// Drawn floats keep 6 significant digits: plenty for a hyperparameter, and
 /// short enough to read in a trial list or a command line.
-fn float(f: f64) -> Value {
+pub(crate) fn float(f: f64) -> Value {
     let rounded: f64 = format!("{f:.5e}").parse().unwrap_or(f);
     serde_json::Number::from_f64(rounded).map_or(Value::Null, Value::Number)
 }
@@ -139,6 +183,29 @@ mod tests {
         assert!(a.iter().all(|v| v["n"].is_i64()));
         assert_eq!(a, expand(&s, 1));
         assert_ne!(a, expand(&s, 2));
+    }
+
+    #[test]
+    fn random_search_draws_every_param_and_more_trials_keep_the_first() {
+        let ten = stage(
+            "    params:\n      a: !g [1, 2, 3]\n      n: !i [-2, 2]\n      s: !s [0, 10, 2]\n      f: x\n    search: !Random {trials: 10}\n",
+        );
+        let a = expand(&ten, 3);
+        assert_eq!(a.len(), 10);
+        for p in &a {
+            assert!([1, 2, 3].contains(&p["a"].as_i64().unwrap()));
+            assert!((-2..=2).contains(&p["n"].as_i64().unwrap()));
+            assert!((0..=10).contains(&p["s"].as_i64().unwrap()));
+            assert_eq!(p["f"], "x");
+        }
+        // Not a grid: more than the two `!s` values appear.
+        let mut s: Vec<i64> = a.iter().map(|p| p["s"].as_i64().unwrap()).collect();
+        s.sort();
+        s.dedup();
+        assert!(s.len() > 2, "{s:?}");
+        let mut twenty = ten.clone();
+        twenty.search = flambe_config::Search::Random { trials: 20 };
+        assert_eq!(expand(&twenty, 3)[..10], a[..]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `--dry-run`: what a config describes, and what would run, without
 //! touching anything.
 
-use flambe_config::{AwsCluster, ConfigFile, Experiment, Runnable, SshCluster};
+use flambe_config::{AwsCluster, ConfigFile, Experiment, Runnable, Search, SshCluster};
 use flambe_experiment::{ExperimentPlan, ResultsDir, render_value, trial_id};
 
 /// Trials listed per stage in a dry run before the rest is summed up.
@@ -89,13 +89,23 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
     print_env("  ", &exp.env);
     let total: u64 = plan.stages.iter().map(|s| s.trials).sum();
     for (stage, sp) in exp.pipeline.iter().zip(&plan.stages) {
-        let origin = match sp.parents {
-            None => plural(sp.variants.len() as u64, "variant"),
-            Some(p) => format!(
-                "{} × {}",
-                plural(p, "surviving trial"),
-                plural(sp.variants.len() as u64, "variant")
+        let own = match sp.search {
+            Search::Grid => plural(sp.variants.len() as u64, "variant"),
+            Search::Random { trials } => {
+                format!("{} drawn at random", plural(trials.into(), "trial"))
+            }
+            Search::Tpe {
+                trials,
+                startup,
+                concurrency,
+            } => format!(
+                "{} chosen by TPE, the first {startup} at random, {concurrency} at a time",
+                plural(trials.into(), "trial")
             ),
+        };
+        let origin = match sp.parents {
+            None => own,
+            Some(p) => format!("{} × {own}", plural(p, "surviving trial")),
         };
         println!(
             "\nstage {}: {} trials ({origin}), {} each",
@@ -120,6 +130,10 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
         } else {
             "variants (per surviving trial)"
         };
+        if let Search::Tpe { .. } = sp.search {
+            println!("  {label}: chosen one at a time from the results so far");
+            continue;
+        }
         println!("  {label}:");
         for (i, params) in sp.variants.iter().enumerate().take(LISTED_TRIALS) {
             let params: Vec<String> = params

@@ -114,6 +114,7 @@ impl Cx<'_> {
                 "run",
                 "params",
                 "samples",
+                "search",
                 "cpus",
                 "gpus",
                 "metric",
@@ -137,6 +138,23 @@ impl Cx<'_> {
             Some(n) => decode::int(self.src, n, "`samples`", 1, 1_000_000)? as u32,
             None => 1,
         };
+        let search_node = f.optional("search");
+        let search = search_node
+            .map(|n| self.search(n))
+            .transpose()?
+            .unwrap_or(Search::Grid);
+        if let (Some(samples_node), Search::Random { .. } | Search::Tpe { .. }) =
+            (f.optional("samples"), search)
+        {
+            return Err(self
+                .err(
+                    samples_node,
+                    format!(
+                        "stage `{name}` sets `samples` with a `search` that counts its own trials"
+                    ),
+                )
+                .expected("`trials: N` in the `search:` and no `samples:`"));
+        }
         let cpus = self.cpus(&mut f)?;
         let gpus = self.gpus(&mut f)?;
         let metric_node = f.optional("metric");
@@ -193,6 +211,14 @@ impl Cx<'_> {
                 )
                 .expected("`metric:` and `mode:` in the same stage"));
         }
+        if let (Some(n), Search::Tpe { .. }, None) = (search_node, search, &metric) {
+            return Err(self
+                .err(
+                    n,
+                    format!("stage `{name}` searches with TPE without a `metric` to learn from"),
+                )
+                .expected("`metric:` and `mode:` in the same stage"));
+        }
         let timeout = self.timeout(&mut f)?;
         let env = self.env(&mut f)?;
         let stage = Stage {
@@ -200,6 +226,7 @@ impl Cx<'_> {
             run,
             params,
             samples,
+            search,
             cpus,
             gpus,
             metric,
@@ -345,6 +372,36 @@ impl Cx<'_> {
                     Ok(ParamSpec::Uniform { low, high })
                 }
             }
+            "!i" => {
+                let items = items()?;
+                if items.len() != 2 {
+                    return Err(self
+                        .err(
+                            node,
+                            format!("{what}: `!i` takes 2 values, found {}", items.len()),
+                        )
+                        .expected("`!i [low, high]`, two integers"));
+                }
+                let bound = |n: &Node, which: &str| {
+                    decode::int(
+                        self.src,
+                        n,
+                        &format!("the {which} bound of {what}"),
+                        -(1 << 52),
+                        1 << 52,
+                    )
+                };
+                let (low, high) = (bound(items[0], "low")?, bound(items[1], "high")?);
+                if low >= high {
+                    return Err(self
+                        .err(
+                            node,
+                            format!("{what}: `!i [{low}, {high}]` has low >= high"),
+                        )
+                        .expected("`[low, high]` with low < high"));
+                }
+                Ok(ParamSpec::Int { low, high })
+            }
             other => Err(self.unknown_tag(node, other, "search", PARAM_TAGS)),
         }
     }
@@ -377,48 +434,6 @@ impl Cx<'_> {
                 }
                 Value::Object(map)
             }
-        })
-    }
-
-    fn scheduler(&self, node: &Node) -> Result<Scheduler, ConfigError> {
-        match node.tag.as_deref() {
-            Some("!ASHA") => {}
-            Some(other) => return Err(self.unknown_tag(node, other, "scheduler", &["!ASHA"])),
-            None => {
-                return Err(self
-                    .err(node, "`scheduler` needs a tag".into())
-                    .expected("`!ASHA {max_t: 20, grace_period: 2, reduction_factor: 3}`"));
-            }
-        }
-        let mut f = Fields::new(
-            self.src,
-            node,
-            "`!ASHA`",
-            &["max_t", "grace_period", "reduction_factor"],
-        )?;
-        let mut get = |key: &str, min: i64, default: u64| -> Result<u64, ConfigError> {
-            Ok(match f.optional(key) {
-                Some(n) => {
-                    decode::int(self.src, n, &format!("`{key}`"), min, 1_000_000_000)? as u64
-                }
-                None => default,
-            })
-        };
-        let max_t = get("max_t", 1, 100)?;
-        let grace_period = get("grace_period", 1, 1)?;
-        let reduction_factor = get("reduction_factor", 2, 4)?;
-        if grace_period > max_t {
-            return Err(self
-                .err(
-                    node,
-                    format!("`!ASHA`: grace_period {grace_period} is above max_t {max_t}"),
-                )
-                .expected("grace_period <= max_t"));
-        }
-        Ok(Scheduler::Asha {
-            max_t,
-            grace_period,
-            reduction_factor,
         })
     }
 

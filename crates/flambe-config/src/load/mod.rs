@@ -6,6 +6,7 @@
 mod clusters;
 mod experiment;
 mod references;
+mod search;
 
 use crate::checks;
 use crate::decode::{self, Fields, closest, type_error};
@@ -22,7 +23,7 @@ use std::time::Duration;
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 pub const RUNNABLE_TAGS: &[&str] = &["!Experiment", "!Script", "!SSHCluster", "!AWSCluster"];
-pub const PARAM_TAGS: &[&str] = &["!g", "!s", "!c", "!u", "!lu"];
+pub const PARAM_TAGS: &[&str] = &["!g", "!s", "!c", "!u", "!lu", "!i"];
 
 /// Where environment variables come from (the process, or a test's map).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

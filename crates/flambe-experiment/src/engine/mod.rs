@@ -9,18 +9,15 @@
 //! [`Observer`] (progress bars, TensorBoard files), which never decides
 //! anything.
 
-use crate::asha::{Asha, Decision};
 use crate::environment::{Secrets, TrialEnv, check_resources, check_secrets_file, resolve_env};
 use crate::error::EngineError;
 use crate::layout::{ResultsDir, RunStatus};
 use crate::options::{Event, Observer, RayTarget, RunOptions};
-use crate::plan::trial_id;
 use crate::prepare::prepare;
 use crate::results::{Report, stage_result, write_results};
-use crate::search::{expand, render_value};
+use crate::schedulers::StageScheduler;
 use crate::state::{Status, Store, Trial};
-use flambe_config::template::{Ref, classify};
-use flambe_config::{Experiment, ResourceLocation, Scheduler, Stage};
+use flambe_config::{Experiment, Search};
 use flambe_executor::{
     Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, local::MARKER_VAR,
 };
@@ -29,6 +26,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use tokio::sync::mpsc;
+
+mod render;
+mod trials;
 
 type Result<T> = std::result::Result<T, EngineError>;
 
@@ -236,15 +236,22 @@ impl Engine<'_> {
         for (index, stage) in self.exp.pipeline.iter().enumerate() {
             self.create_trials(stage, &parents)?;
             let trials = self.state(self.store.stage_trials(&stage.name))?;
+            // A TPE stage's trials are created as it runs: its total is its budget.
+            let total = match stage.search {
+                Search::Tpe { trials: budget, .. } => {
+                    trials.len().max(budget as usize * parents.len())
+                }
+                _ => trials.len(),
+            };
             self.observer.on(Event::StageBegin {
                 stage,
-                total: trials.len(),
+                total,
                 done: trials.iter().filter(|t| t.status.is_done()).count(),
                 failed: trials.iter().filter(|t| t.status == Status::Failed).count(),
             });
             let pending: VecDeque<Trial> =
                 trials.into_iter().filter(|t| !t.status.is_done()).collect();
-            let outcome = self.run_stage(index, pending).await;
+            let outcome = self.run_stage(index, pending, &parents).await;
             if let Err(e) = outcome {
                 write_results(self.dir.path(), self.exp, &self.store)?;
                 return Err(e);
@@ -270,60 +277,62 @@ impl Engine<'_> {
         Ok(write_results(self.dir.path(), self.exp, &self.store)?)
     }
 
-    /// Surviving parents × the stage's variants, ids by index.
-    fn create_trials(&self, stage: &Stage, parents: &[Option<Trial>]) -> Result<()> {
-        let variants = expand(stage, self.exp.seed);
-        for (p, parent) in parents.iter().enumerate() {
-            for (v, params) in variants.iter().enumerate() {
-                let index = p * variants.len() + v;
-                let trial = Trial {
-                    id: trial_id(stage, index),
-                    stage: stage.name.clone(),
-                    index,
-                    parent: parent.as_ref().map(|t| t.id.clone()),
-                    params: params.clone(),
-                    status: Status::Pending,
-                    attempt: 0,
-                    failures: 0,
-                    started: None,
-                    ended: None,
-                    error: None,
-                    pgid: None,
-                    host: None,
-                };
-                self.state(self.store.ensure_trial(&trial))?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn run_stage(&mut self, index: usize, queue: VecDeque<Trial>) -> Result<()> {
+    async fn run_stage(
+        &mut self,
+        index: usize,
+        queue: VecDeque<Trial>,
+        parents: &[Option<Trial>],
+    ) -> Result<()> {
         let span = tracing::info_span!("stage", stage = %self.exp.pipeline[index].name);
-        tracing::Instrument::instrument(self.run_stage_in_span(index, queue), span).await
+        tracing::Instrument::instrument(self.run_stage_in_span(index, queue, parents), span).await
     }
 
-    async fn run_stage_in_span(&mut self, index: usize, mut queue: VecDeque<Trial>) -> Result<()> {
+    async fn run_stage_in_span(
+        &mut self,
+        index: usize,
+        mut queue: VecDeque<Trial>,
+        parents: &[Option<Trial>],
+    ) -> Result<()> {
         let stage = &self.exp.pipeline[index];
         tracing::info!(trials = queue.len(), "stage started");
-        let mut asha = stage.scheduler.as_ref().map(|s| match s {
-            Scheduler::Asha {
-                max_t,
-                grace_period,
-                reduction_factor,
-            } => Asha::new(*max_t, *grace_period, *reduction_factor, stage.mode),
-        });
+        let mut scheduler = stage
+            .scheduler
+            .as_ref()
+            .map(|s| StageScheduler::new(s, stage.mode));
+        if let (Some(scheduler), Some(metric)) = (scheduler.as_mut(), &stage.metric) {
+            self.replay_finished(stage, metric, scheduler)?;
+        }
         loop {
             while !queue.is_empty() && self.executor.fits(stage.cpus, stage.gpus) {
                 let trial = queue.pop_front().expect("queue is not empty");
                 self.launch(index, trial)?;
             }
-            if queue.is_empty() && self.executor.running() == 0 {
+            // A TPE stage asks for its next trial whenever a slot is free.
+            let mut exhausted = true;
+            if let Search::Tpe {
+                trials,
+                startup,
+                concurrency,
+            } = stage.search
+            {
+                while queue.is_empty()
+                    && self.running.len() < concurrency as usize
+                    && self.executor.fits(stage.cpus, stage.gpus)
+                {
+                    let Some(trial) = self.next_suggestion(stage, parents, trials, startup)? else {
+                        break;
+                    };
+                    self.launch(index, trial)?;
+                }
+                exhausted = self.suggest_slot(stage, parents, trials)?.is_none();
+            }
+            if queue.is_empty() && self.executor.running() == 0 && exhausted {
                 return Ok(());
             }
             tokio::select! {
                 event = self.events.recv() => {
                     let Some(event) = event else { return Ok(()) };
-                    if let Some(retry) = self.handle(event, asha.as_mut())? {
+                    if let Some(retry) = self.handle(event, scheduler.as_mut())? {
                         queue.push_back(retry);
                     }
                 }
@@ -438,78 +447,12 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// The `run` command with every placeholder filled in.
-    fn render(
-        &self,
-        stage: &Stage,
-        trial: &Trial,
-        out: &Path,
-    ) -> std::result::Result<String, String> {
-        stage.run.render(|path| match classify(path) {
-            Ref::Out => Ok(out.display().to_string()),
-            Ref::Trial => Ok(trial.id.clone()),
-            Ref::Param(p) => trial
-                .params
-                .get(p)
-                .map(render_value)
-                .ok_or_else(|| format!("no param `{p}`")),
-            Ref::Resource(r) => self
-                .exp
-                .resources
-                .iter()
-                .find(|x| x.name == r)
-                .map(|x| match &x.location {
-                    ResourceLocation::Local(p) => p.display().to_string(),
-                    ResourceLocation::Cluster(p) => p.clone(),
-                })
-                .ok_or_else(|| format!("no resource `{r}`")),
-            Ref::UpstreamOut(s) => self
-                .ancestor(trial, s)
-                .map(|a| self.out_dir(&a.id).display().to_string()),
-            Ref::UpstreamParam(s, p) => self
-                .ancestor(trial, s)?
-                .params
-                .get(p)
-                .map(render_value)
-                .ok_or_else(|| format!("no param `{p}` in stage `{s}`")),
-            Ref::Invalid => Err(format!("unknown placeholder {{{}}}", path.join("."))),
-        })
-    }
-
-    /// The output folders of every ancestor of `trial` (what `{STAGE.out}`
-    /// may point at).
-    fn ancestor_outputs(&self, trial: &Trial) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut current = trial.parent.clone();
-        while let Some(id) = current {
-            out.push(self.out_dir(&id));
-            current = self.store.trial(&id).ok().flatten().and_then(|t| t.parent);
-        }
-        out
-    }
-
-    /// The trial of stage `stage` that `trial` descends from.
-    fn ancestor(&self, trial: &Trial, stage: &str) -> std::result::Result<Trial, String> {
-        let mut current = trial.parent.clone();
-        while let Some(id) = current {
-            let t = self
-                .store
-                .trial(&id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("ancestor {id} is not recorded"))?;
-            if t.stage == stage {
-                return Ok(t);
-            }
-            current = t.parent;
-        }
-        Err(format!(
-            "trial {} has no ancestor in stage `{stage}`",
-            trial.id
-        ))
-    }
-
     /// One executor event; returns a trial to retry.
-    fn handle(&mut self, event: JobEvent, asha: Option<&mut Asha>) -> Result<Option<Trial>> {
+    fn handle(
+        &mut self,
+        event: JobEvent,
+        scheduler: Option<&mut StageScheduler>,
+    ) -> Result<Option<Trial>> {
         match event {
             JobEvent::Started { id, pid, .. } if pid > 0 => {
                 self.state(self.store.set_pgid(&id, pid))?
@@ -530,20 +473,11 @@ impl Engine<'_> {
                 if watched.is_some() {
                     rt.reported = true;
                 }
-                if let (Some(value), Some(asha), None) = (watched, asha, &rt.early_stop) {
-                    let reason = match asha.on_result(&id, step, value) {
-                        Decision::Continue => None,
-                        Decision::StopBehind { rung } => {
-                            Some(format!("stopped early by ASHA: behind at step {rung}"))
-                        }
-                        Decision::StopBudget => {
-                            Some(format!("stopped by ASHA: reached max_t at step {step}"))
-                        }
-                    };
-                    if let Some(reason) = reason {
-                        rt.early_stop = Some(reason);
-                        self.executor.cancel(&id);
-                    }
+                if let (Some(value), Some(scheduler), None) = (watched, scheduler, &rt.early_stop)
+                    && let Some(reason) = scheduler.on_result(&id, rt.trial.index, step, value)
+                {
+                    rt.early_stop = Some(reason);
+                    self.executor.cancel(&id);
                 }
                 self.state(
                     self.store

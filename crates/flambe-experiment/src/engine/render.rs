@@ -1,0 +1,81 @@
+//! A trial's `run` command with its placeholders filled in, and the
+//! ancestors (upstream trials) its placeholders and inputs point at.
+
+use super::Engine;
+use crate::search::render_value;
+use crate::state::Trial;
+use flambe_config::template::{Ref, classify};
+use flambe_config::{ResourceLocation, Stage};
+use std::path::{Path, PathBuf};
+
+impl Engine<'_> {
+    /// The `run` command with every placeholder filled in.
+    pub(super) fn render(
+        &self,
+        stage: &Stage,
+        trial: &Trial,
+        out: &Path,
+    ) -> std::result::Result<String, String> {
+        stage.run.render(|path| match classify(path) {
+            Ref::Out => Ok(out.display().to_string()),
+            Ref::Trial => Ok(trial.id.clone()),
+            Ref::Param(p) => trial
+                .params
+                .get(p)
+                .map(render_value)
+                .ok_or_else(|| format!("no param `{p}`")),
+            Ref::Resource(r) => self
+                .exp
+                .resources
+                .iter()
+                .find(|x| x.name == r)
+                .map(|x| match &x.location {
+                    ResourceLocation::Local(p) => p.display().to_string(),
+                    ResourceLocation::Cluster(p) => p.clone(),
+                })
+                .ok_or_else(|| format!("no resource `{r}`")),
+            Ref::UpstreamOut(s) => self
+                .ancestor(trial, s)
+                .map(|a| self.out_dir(&a.id).display().to_string()),
+            Ref::UpstreamParam(s, p) => self
+                .ancestor(trial, s)?
+                .params
+                .get(p)
+                .map(render_value)
+                .ok_or_else(|| format!("no param `{p}` in stage `{s}`")),
+            Ref::Invalid => Err(format!("unknown placeholder {{{}}}", path.join("."))),
+        })
+    }
+
+    /// The output folders of every ancestor of `trial` (what `{STAGE.out}`
+    /// may point at).
+    pub(super) fn ancestor_outputs(&self, trial: &Trial) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut current = trial.parent.clone();
+        while let Some(id) = current {
+            out.push(self.out_dir(&id));
+            current = self.store.trial(&id).ok().flatten().and_then(|t| t.parent);
+        }
+        out
+    }
+
+    /// The trial of stage `stage` that `trial` descends from.
+    fn ancestor(&self, trial: &Trial, stage: &str) -> std::result::Result<Trial, String> {
+        let mut current = trial.parent.clone();
+        while let Some(id) = current {
+            let t = self
+                .store
+                .trial(&id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("ancestor {id} is not recorded"))?;
+            if t.stage == stage {
+                return Ok(t);
+            }
+            current = t.parent;
+        }
+        Err(format!(
+            "trial {} has no ancestor in stage `{stage}`",
+            trial.id
+        ))
+    }
+}

@@ -1,0 +1,136 @@
+//! Which trials a stage runs: its variants under each surviving parent,
+//! created up front, or a TPE study's suggestions, created one at a time;
+//! and what its finished trials tell a new scheduler on a resume.
+
+use super::{Engine, Result};
+use crate::plan::trial_id;
+use crate::schedulers::StageScheduler;
+use crate::search::expand;
+use crate::state::{Status, Trial};
+use crate::study::{Observation, suggest};
+use flambe_config::Stage;
+
+impl Engine<'_> {
+    /// Surviving parents × the stage's variants, ids by index.
+    pub(super) fn create_trials(&self, stage: &Stage, parents: &[Option<Trial>]) -> Result<()> {
+        let variants = expand(stage, self.exp.seed);
+        for (p, parent) in parents.iter().enumerate() {
+            for (v, params) in variants.iter().enumerate() {
+                let index = p * variants.len() + v;
+                let trial = Trial {
+                    id: trial_id(stage, index),
+                    stage: stage.name.clone(),
+                    index,
+                    parent: parent.as_ref().map(|t| t.id.clone()),
+                    params: params.clone(),
+                    status: Status::Pending,
+                    attempt: 0,
+                    failures: 0,
+                    started: None,
+                    ended: None,
+                    error: None,
+                    pgid: None,
+                    host: None,
+                };
+                self.state(self.store.ensure_trial(&trial))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The parent (by number) whose TPE study has run the fewest trials,
+    /// and how many it has, while one has budget left.
+    pub(super) fn suggest_slot(
+        &self,
+        stage: &Stage,
+        parents: &[Option<Trial>],
+        budget: u32,
+    ) -> Result<Option<(usize, Vec<Trial>)>> {
+        let existing = self.state(self.store.stage_trials(&stage.name))?;
+        let mut best: Option<(usize, Vec<Trial>)> = None;
+        for (p, parent) in parents.iter().enumerate() {
+            let parent_id = parent.as_ref().map(|t| t.id.as_str());
+            let mine: Vec<Trial> = existing
+                .iter()
+                .filter(|t| t.parent.as_deref() == parent_id)
+                .cloned()
+                .collect();
+            let fewer = best.as_ref().is_none_or(|(_, b)| mine.len() < b.len());
+            if mine.len() < budget as usize && fewer {
+                best = Some((p, mine));
+            }
+        }
+        Ok(best)
+    }
+
+    /// The next trial of a TPE stage, recorded (params and all) before it
+    /// runs; None once every study has had its budget.
+    pub(super) fn next_suggestion(
+        &self,
+        stage: &Stage,
+        parents: &[Option<Trial>],
+        budget: u32,
+        startup: u32,
+    ) -> Result<Option<Trial>> {
+        let Some((p, mine)) = self.suggest_slot(stage, parents, budget)? else {
+            return Ok(None);
+        };
+        let metric = stage.metric.as_deref().unwrap_or_default();
+        let maximize = stage.mode == flambe_config::Mode::Max;
+        let mut losses = Vec::new();
+        for t in mine.iter().filter(|t| t.status.is_done()) {
+            let summary = self.state(self.store.metric_summary(&t.id, metric, maximize))?;
+            if let Some(best) = summary.best {
+                losses.push((t, if maximize { -best } else { best }));
+            }
+        }
+        let history: Vec<Observation> = losses
+            .iter()
+            .map(|(t, loss)| Observation {
+                params: &t.params,
+                loss: *loss,
+            })
+            .collect();
+        let k = mine.len();
+        let index = p * budget as usize + k;
+        let trial = Trial {
+            id: trial_id(stage, index),
+            stage: stage.name.clone(),
+            index,
+            parent: parents[p].as_ref().map(|t| t.id.clone()),
+            params: suggest(stage, self.exp.seed, p, k, startup, &history),
+            status: Status::Pending,
+            attempt: 0,
+            failures: 0,
+            started: None,
+            ended: None,
+            error: None,
+            pgid: None,
+            host: None,
+        };
+        self.state(self.store.ensure_trial(&trial))?;
+        Ok(Some(trial))
+    }
+
+    /// What the stage's finished trials reported, told to a new scheduler
+    /// in step order: a resumed stage judges its remaining trials against
+    /// the same rungs and medians as the run that was cut short.
+    pub(super) fn replay_finished(
+        &self,
+        stage: &Stage,
+        metric: &str,
+        scheduler: &mut StageScheduler,
+    ) -> Result<()> {
+        for trial in self.state(self.store.stage_trials(&stage.name))? {
+            if !trial.status.is_done() {
+                continue;
+            }
+            for (step, name, value) in self.state(self.store.trial_metrics(&trial.id))? {
+                if name == metric {
+                    let _ = scheduler.on_result(&trial.id, trial.index, step, value);
+                }
+            }
+        }
+        Ok(())
+    }
+}

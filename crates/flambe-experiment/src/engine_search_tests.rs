@@ -1,0 +1,182 @@
+//! The engine's search and schedulers against the scripted executor of
+//! [`crate::engine_tests`]: known learning curves, one trial at a time, so
+//! the set of trials each rule stops is known exactly.
+
+use crate::engine_tests::{Job, Part, Script, experiment, lr, run};
+use crate::{EngineError, Status};
+use std::sync::Arc;
+
+/// Six trials, `lr` 1..=6, each reporting `acc` = curve(lr, step) at steps
+/// 1..=6 and exiting 0.
+fn six(scheduler: &str) -> String {
+    format!(
+        "  train: !Stage\n    run: train {{lr}}\n    params:\n      lr: !g [1, 2, 3, 4, 5, 6]\n    metric: acc\n    mode: max\n    scheduler: {scheduler}\n"
+    )
+}
+
+fn curves(curve: fn(f64, f64) -> f64) -> Script {
+    Arc::new(move |job: &Job| Part::Run {
+        acc: (1..=6).map(|step| curve(lr(job), step as f64)).collect(),
+        code: 0,
+    })
+}
+
+/// (id, error) of every stopped trial, by id.
+fn stopped(report: &crate::Report) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = report.stages[0]
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Stopped)
+        .map(|r| (r.id.clone(), r.error.clone().unwrap_or_default()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn median_stopping_stops_exactly_the_trials_below_the_others_median() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        tmp.path(),
+        &six("!MedianStopping {grace_period: 2, min_samples: 2}"),
+    );
+    // Flat curves: each trial's running mean is its value.
+    //   000 0.5, 001 0.9: too few others yet;
+    //   002 0.3 < median(0.5, 0.9) = 0.7 → stops at step 2;
+    //   003 0.8 > median(0.5, 0.9, 0.3) = 0.5, and > 0.7 at step 3 on;
+    //   004 0.4 < median(0.5, 0.9, 0.3, 0.8) = 0.65 → stops at step 2;
+    //   005 0.95 is above every median.
+    let report = run(
+        &exp,
+        1,
+        curves(|lr, _| [0.5, 0.9, 0.3, 0.8, 0.4, 0.95][lr as usize - 1]),
+    )
+    .await
+    .result
+    .unwrap();
+    let stopped = stopped(&report);
+    let ids: Vec<&str> = stopped.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["train-002", "train-004"], "{stopped:?}");
+    assert!(stopped[0].1.contains("median 0.7 at step 2"), "{stopped:?}");
+    assert!(
+        stopped[1].1.contains("median 0.65 at step 2"),
+        "{stopped:?}"
+    );
+    let succeeded = report.stages[0].count(Status::Succeeded);
+    assert_eq!(succeeded, 4);
+}
+
+#[tokio::test]
+async fn hyperband_judges_each_bracket_at_its_own_rungs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        tmp.path(),
+        &six("!HyperBand {max_t: 8, grace_period: 1, reduction_factor: 2, brackets: 2}"),
+    );
+    // acc = c × step. Bracket 0 (even trials) has rungs 1, 2, 4; bracket 1
+    // (odd trials) 2 and 4. c by trial: 1, 2, 3, 0.5, 0.5, 3.
+    //   004 (c 0.5) is behind 000 and 002 at rung 1 of bracket 0;
+    //   003 (c 0.5) is first judged at step 2, behind 001, in bracket 1;
+    //   the rest lead their rungs, and no curve reaches max_t.
+    let report = run(
+        &exp,
+        1,
+        curves(|lr, step| [1.0, 2.0, 3.0, 0.5, 0.5, 3.0][lr as usize - 1] * step),
+    )
+    .await
+    .result
+    .unwrap();
+    let stopped = stopped(&report);
+    let ids: Vec<&str> = stopped.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["train-003", "train-004"], "{stopped:?}");
+    assert!(
+        stopped[0]
+            .1
+            .contains("HyperBand (bracket 1): behind at step 2"),
+        "{stopped:?}"
+    );
+    assert!(
+        stopped[1]
+            .1
+            .contains("HyperBand (bracket 0): behind at step 1"),
+        "{stopped:?}"
+    );
+}
+
+const TPE: &str = "  train: !Stage\n    run: train {x} {k}\n    params:\n      x: !u [0, 1]\n      k: !c [a, b]\n    search: !TPE {trials: 12, startup: 4}\n    metric: acc\n    mode: max\n";
+
+/// Best at x = 0.3 with `b`.
+fn score(job: &Job) -> f64 {
+    let x = job.params["x"].as_f64().unwrap();
+    let k = if job.params["k"] == "b" { 0.0 } else { 0.2 };
+    -(x - 0.3).powi(2) - k
+}
+
+fn params_by_id(report: &crate::Report) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = report.stages[0]
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                serde_json::Value::Object(r.params.clone()).to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_tpe_study_runs_its_budget_repeats_with_the_seed_and_resumes_where_it_was() {
+    let done: Script = Arc::new(|job| Part::Run {
+        acc: vec![score(job)],
+        code: 0,
+    });
+    let whole = tempfile::tempdir().unwrap();
+    let exp = experiment(whole.path(), TPE);
+    let first = run(&exp, 1, done.clone()).await;
+    let report = first.result.unwrap();
+    let ids: Vec<&str> = first.launched.iter().map(|(id, _)| id.as_str()).collect();
+    let expected: Vec<String> = (0..12).map(|i| format!("train-{i:03}")).collect();
+    assert_eq!(ids, expected);
+    let trials = params_by_id(&report);
+    // The same config and seed, elsewhere: the same trials.
+    let again = tempfile::tempdir().unwrap();
+    let same = run(&experiment(again.path(), TPE), 1, done.clone()).await;
+    assert_eq!(params_by_id(&same.result.unwrap()), trials);
+
+    // Cut short while trial 7 runs, then rerun: the same study.
+    let cut = tempfile::tempdir().unwrap();
+    let exp = experiment(cut.path(), TPE);
+    let hang_7: Script = Arc::new(move |job| {
+        if job.id == "train-007" {
+            Part::Hang
+        } else {
+            Part::Run {
+                acc: vec![score(job)],
+                code: 0,
+            }
+        }
+    });
+    let interrupted = run(&exp, 1, hang_7).await;
+    assert!(matches!(
+        interrupted.result,
+        Err(EngineError::Interrupted { running: 1, .. })
+    ));
+    assert_eq!(interrupted.launched.len(), 8);
+    let resumed = run(&exp, 1, done).await;
+    assert_eq!(resumed.launched[0], ("train-007".to_string(), 2));
+    assert_eq!(resumed.launched.len(), 5);
+    assert_eq!(params_by_id(&resumed.result.unwrap()), trials);
+    // The model's later picks are better than its random start.
+    let best_of = |range: std::ops::Range<usize>| {
+        report.stages[0]
+            .rows
+            .iter()
+            .filter(|r| range.contains(&r.index))
+            .filter_map(|r| r.best_metric)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    assert!(best_of(4..12) > best_of(0..4));
+}
