@@ -1,6 +1,7 @@
 //! `search: !TPE`: each trial's params chosen from the results so far by a
 //! tree-structured Parzen estimator (Bergstra et al. 2011), one estimator
-//! per param as Optuna's default `TPESampler` does, from the `tpe` crate.
+//! per param as Optuna's default `TPESampler` does: the `tpe` crate's
+//! optimizer over the densities Optuna builds ([`estimators`]).
 //!
 //! Nothing of a study is kept but its trials: a suggestion is recorded as
 //! the trial it becomes (params and all) before it runs, and the next one
@@ -9,8 +10,11 @@
 //! drawn from a generator seeded by (seed, stage, parent, trial number): with
 //! `concurrency: 1` the same config gives the same trials.
 
+mod estimators;
+
 use crate::rng::Rng;
 use crate::search::{Params, float, random_point};
+use estimators::Estimator;
 use flambe_config::{ParamSpec, Stage};
 use serde_json::Value;
 use std::convert::Infallible;
@@ -142,8 +146,8 @@ impl<'a> Space<'a> {
             return Value::Null;
         };
         let estimator = match self {
-            Space::Categories(_) => tpe::histogram_estimator(),
-            _ => tpe::parzen_estimator(),
+            Space::Categories(_) => Estimator::Categorical,
+            _ => Estimator::Numeric,
         };
         let mut optimizer = tpe::TpeOptimizer::new(estimator, range);
         for (x, loss) in told {
