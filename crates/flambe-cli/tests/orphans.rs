@@ -191,6 +191,7 @@ fn a_killed_trial_wrappers_trial_goes_with_it_however_it_forked() {
             secrets_file: None,
             path_prefix: None,
             ray_venv: None,
+            checkpoint: None,
         };
         let wrapper = std::process::Command::new(&bin)
             .arg("trial-run")

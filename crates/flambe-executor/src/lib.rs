@@ -104,6 +104,11 @@ pub struct JobSpec {
     /// trial's PATH, so a trial finds the `python` a login would.
     #[serde(default)]
     pub ray_venv: Option<PathBuf>,
+    /// The trial's checkpoint folder (`$FLAMBE_CHECKPOINT`), kept across
+    /// its attempts. Where the job runs elsewhere, the wrapper fetches it
+    /// from the sync host first and sends it back after every metric line.
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// The results host of a job that runs on another machine, and how to

@@ -491,6 +491,7 @@ mod tests {
             secrets_file: None,
             path_prefix: None,
             ray_venv: None,
+            checkpoint: None,
         }
     }
 

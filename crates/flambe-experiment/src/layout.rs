@@ -25,6 +25,7 @@ pub mod names {
     pub const EXTENSIONS: &str = "extensions.json";
     pub const TRIALS: &str = "trials";
     pub const OUT: &str = "out";
+    pub const CHECKPOINT: &str = "checkpoint";
 }
 
 /// `save_path/NAME/` of one experiment.
@@ -107,6 +108,11 @@ impl TrialDir {
     }
     pub fn params(&self) -> PathBuf {
         self.0.join("params.json")
+    }
+    /// What the trial saves to resume from (`$FLAMBE_CHECKPOINT`): unlike
+    /// `out/`, kept from one attempt to the next.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.0.join(names::CHECKPOINT)
     }
     /// The attempt whose results the folder takes (see
     /// `flambe_executor::wrapper::ATTEMPT_FILE`).

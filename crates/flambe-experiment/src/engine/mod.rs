@@ -360,6 +360,10 @@ impl Engine<'_> {
             std::fs::remove_dir_all(&out).map_err(io(format!("cannot clear {}", out.display())))?;
         }
         std::fs::create_dir_all(&out).map_err(io(format!("cannot create {}", out.display())))?;
+        // The checkpoint folder is the one thing an attempt inherits.
+        let checkpoint = dir.checkpoint();
+        std::fs::create_dir_all(&checkpoint)
+            .map_err(io(format!("cannot create {}", checkpoint.display())))?;
         let params_json = serde_json::Value::Object(trial.params.clone()).to_string();
         std::fs::write(dir.params(), &params_json)
             .map_err(io(format!("cannot write params of {}", trial.id)))?;
@@ -396,6 +400,10 @@ impl Engine<'_> {
             ("FLAMBE_STAGE".to_string(), stage.name.clone()),
             ("FLAMBE_PARAMS".to_string(), params_json),
             ("FLAMBE_ATTEMPT".to_string(), attempt.to_string()),
+            (
+                "FLAMBE_CHECKPOINT".to_string(),
+                checkpoint.display().to_string(),
+            ),
         ];
         let stage_env = &self.stage_envs[stage_index];
         env.extend(stage_env.values.iter().cloned());
@@ -433,6 +441,7 @@ impl Engine<'_> {
             secret_env,
             path_prefix: self.python_bin.clone(),
             ray_venv: self.ray_venv.clone(),
+            checkpoint: Some(checkpoint),
         });
         self.running.insert(
             trial.id.clone(),

@@ -9,10 +9,16 @@
 //! quoting can break it.
 
 use crate::local::LocalExecutor;
-use crate::{Executor, JobEvent, JobSpec, MetricLine, Outcome, SyncHost};
+use crate::{Executor, JobEvent, JobSpec, MetricLine, Outcome};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use tokio::sync::mpsc;
+
+mod results_host;
+
+#[cfg(test)]
+use results_host::attempt_guard;
+use results_host::{CheckpointSender, fetch_inputs, push_results, resolve_secrets};
 
 pub const PREFIX: &str = "@@flambe:";
 
@@ -76,146 +82,6 @@ fn say(message: &Message) {
 /// The file in a trial's folder on the results host that names the attempt
 /// whose results the folder takes (written by the driver at each launch).
 pub const ATTEMPT_FILE: &str = "attempt";
-
-/// A shell test that holds where `dir`'s attempt file names `attempt`.
-fn attempt_guard(dir: &std::path::Path, attempt: &str) -> String {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let file = format!("{}/{ATTEMPT_FILE}", dir.display());
-    format!(
-        "test \"$(cat {} 2>/dev/null)\" = {}",
-        quote(&file),
-        quote(attempt)
-    )
-}
-
-/// rsync over the cluster's own ssh; `remote_guard`, when given, is a shell
-/// test run on the other side first: the copy happens only if it holds.
-async fn rsync(
-    sync: &SyncHost,
-    from: &str,
-    to: &str,
-    remote_guard: Option<&str>,
-) -> Result<(), String> {
-    let mut rsync = tokio::process::Command::new("rsync");
-    rsync.args(["-a", "-e", &format!("ssh -F {}", sync.ssh_config.display())]);
-    if let Some(guard) = remote_guard {
-        rsync.arg(format!("--rsync-path={guard} && rsync"));
-    }
-    let out = rsync
-        .args([from, to])
-        .output()
-        .await
-        .map_err(|e| format!("cannot run rsync: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "rsync {from} {to}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn dir_arg(p: &std::path::Path) -> String {
-    format!("{}/", p.display())
-}
-
-/// Fetch the job's inputs from the results host.
-async fn fetch_inputs(spec: &JobSpec, sync: &SyncHost) -> Result<(), String> {
-    let host = &sync.host;
-    for input in &spec.inputs {
-        std::fs::create_dir_all(input)
-            .map_err(|e| format!("cannot create {}: {e}", input.display()))?;
-        rsync(
-            sync,
-            &format!("{host}:{}", dir_arg(input)),
-            &dir_arg(input),
-            None,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Send the job's folder back to the results host.
-async fn push_results(spec: &JobSpec, sync: &SyncHost) -> Result<(), String> {
-    let host = &sync.host;
-    let Some(dir) = spec.metrics.parent() else {
-        return Ok(());
-    };
-    // Only into the folder of this very attempt: if the driver has started
-    // another since (this node was cut off and came back late), the newer
-    // attempt's results stay.
-    let attempt = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "FLAMBE_ATTEMPT")
-        .map(|(_, v)| v.clone());
-    let guard = attempt.map(|n| attempt_guard(dir, &n));
-    rsync(
-        sync,
-        &dir_arg(dir),
-        &format!("{host}:{}", dir_arg(dir)),
-        guard.as_deref(),
-    )
-        .await
-        .map_err(|e| {
-            format!(
-                "{e}; the results host cannot be reached, or the driver has started a newer attempt of this trial since (whose results stay)"
-            )
-        })
-}
-
-/// The secrets file's JSON map: read over ssh from the results host (never
-/// copied to this node's disk), or from this machine when it has no sync host.
-async fn read_secrets(
-    file: &std::path::Path,
-    sync: Option<&SyncHost>,
-) -> Result<std::collections::HashMap<String, String>, String> {
-    let text = match sync {
-        Some(SyncHost { host, ssh_config }) => {
-            let out = tokio::process::Command::new("ssh")
-                .arg("-F")
-                .arg(ssh_config)
-                .arg(host)
-                .arg(format!("cat {}", file.display()))
-                .stdin(std::process::Stdio::null())
-                .output()
-                .await
-                .map_err(|e| format!("cannot run ssh: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "cannot read {} on {host}: {}",
-                    file.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-        None => std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
-    };
-    serde_json::from_str(&text).map_err(|_| format!("{} is not a JSON map", file.display()))
-}
-
-/// Put the values of the spec's secret variables into its environment.
-async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), String> {
-    if spec.secret_env.is_empty() {
-        return Ok(());
-    }
-    let file = spec
-        .secrets_file
-        .clone()
-        .ok_or("the trial has secrets but no secrets file")?;
-    let values = read_secrets(&file, spec.sync.as_ref()).await?;
-    for (var, key) in std::mem::take(&mut spec.secret_env) {
-        let value = values
-            .get(&key)
-            .ok_or_else(|| format!("the secrets file has no `{key}`"))?;
-        spec.env.push((var, value.clone()));
-    }
-    Ok(())
-}
 
 /// PATH without what Ray's own environment put there (its venv, `ray_venv`):
 /// a trial on a factory finds the same `python` a local trial would.
@@ -310,6 +176,21 @@ async fn run_local_job(spec: JobSpec) -> (i32, Message) {
 /// Run the job here and relay its events as the wrapper's lines.
 async fn relay_local_job(spec: JobSpec, marker: Option<String>) -> (i32, Message) {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let sender = CheckpointSender::start(&spec);
+    let ended = relay_events(spec, marker, &mut rx, sender.as_ref(), tx).await;
+    if let Some(sender) = sender {
+        sender.stop().await;
+    }
+    ended
+}
+
+async fn relay_events(
+    spec: JobSpec,
+    marker: Option<String>,
+    rx: &mut mpsc::UnboundedReceiver<JobEvent>,
+    checkpoints: Option<&CheckpointSender>,
+    tx: mpsc::UnboundedSender<JobEvent>,
+) -> (i32, Message) {
     let mut local = LocalExecutor::new(spec.cpus.max(0.01), 0, tx).keep_gpu_env();
     local.launch(JobSpec { echo: true, ..spec });
     let stopped = stop_signal();
@@ -333,7 +214,14 @@ async fn relay_local_job(spec: JobSpec, marker: Option<String>) -> (i32, Message
         };
         let Some(event) = event else { break };
         match event {
-            JobEvent::Metric { line, metric, .. } => say(&Message::Metric { line, metric }),
+            JobEvent::Metric { line, metric, .. } => {
+                // A trial saves its checkpoint, then reports: the copy
+                // after a report holds the state that report is of.
+                if let Some(sender) = checkpoints {
+                    sender.poke();
+                }
+                say(&Message::Metric { line, metric })
+            }
             JobEvent::BadMetricLine { line, error, .. } => say(&Message::BadLine { line, error }),
             JobEvent::Output { stderr, line, .. } => {
                 if stderr {
@@ -432,6 +320,7 @@ async fn stop_signal() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SyncHost;
 
     #[test]
     fn rays_venv_leaves_the_path_and_nothing_else_does() {
@@ -486,6 +375,7 @@ mod tests {
             secrets_file: Some("/home/u/x/secrets.json".into()),
             path_prefix: Some("/home/u/envs/0123/bin".into()),
             ray_venv: Some("/home/u/ray".into()),
+            checkpoint: Some("/tmp/t/checkpoint".into()),
         };
         let back = decode_spec(&encode_spec(&spec)).unwrap();
         assert_eq!(back.command, spec.command);

@@ -1,0 +1,112 @@
+//! Trial checkpoints here: `$FLAMBE_CHECKPOINT` outlives an attempt, so a
+//! trial that died at step 50 of 100 (its command failing, or its driver
+//! SIGKILLed) goes on from step 51 at its next attempt, not from step 1.
+//! (On a cluster, the same after a factory is cut off: `cluster_faults`.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One trial counting to 100, saving its step after each (write, then
+/// rename: a checkpoint is whole or absent), reporting `loss = 100 - step`.
+/// At step 50 of its first attempt it does `at_50`.
+fn experiment(dir: &Path, at_50: &str) -> PathBuf {
+    let config = dir.join("exp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"!Experiment
+name: ckpt
+save_path: ./runs
+max_failures: 1
+pipeline:
+  train: !Stage
+    run: |-
+      s=$(cat "$FLAMBE_CHECKPOINT/step" 2>/dev/null || echo 0)
+      echo $s > "$FLAMBE_OUT/resumed-from"
+      while [ $s -lt 100 ]; do
+        s=$((s + 1))
+        echo $s > "$FLAMBE_CHECKPOINT/step.tmp" && mv "$FLAMBE_CHECKPOINT/step.tmp" "$FLAMBE_CHECKPOINT/step"
+        echo "{{\"step\": $s, \"loss\": $((100 - s))}}" >> "$FLAMBE_METRICS"
+        if [ $s -eq 50 ] && [ "$FLAMBE_ATTEMPT" = 1 ]; then {at_50}; fi
+      done
+    metric: loss
+    mode: min
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn trial_dir(dir: &Path) -> PathBuf {
+    dir.join("runs/ckpt/trials/train-000")
+}
+
+/// The steps the trial's latest attempt reported, in order.
+fn steps(dir: &Path) -> Vec<i64> {
+    std::fs::read_to_string(trial_dir(dir).join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn flambe(config: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("flambe"));
+    cmd.arg(config).args(["--no-site", "--cpus", "1"]);
+    cmd
+}
+
+fn assert_resumed_at_51(dir: &Path) {
+    let resumed = std::fs::read_to_string(trial_dir(dir).join("out/resumed-from")).unwrap();
+    assert_eq!(resumed.trim(), "50");
+    assert_eq!(steps(dir), (51..=100).collect::<Vec<_>>());
+    let results = std::fs::read_to_string(dir.join("runs/ckpt/results.csv")).unwrap();
+    let row = results.lines().nth(1).unwrap();
+    assert!(row.contains(",succeeded,"), "{results}");
+    assert!(row.contains(",loss,0,0,100,2,"), "{results}");
+}
+
+#[test]
+fn a_trial_failing_at_step_50_retries_from_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = experiment(tmp.path(), "exit 1");
+    let out = flambe(&config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_resumed_at_51(tmp.path());
+}
+
+#[test]
+fn a_trial_of_a_killed_driver_resumes_from_its_checkpoint_on_the_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = experiment(tmp.path(), "sleep 1000");
+    let mut driver = flambe(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let step = trial_dir(tmp.path()).join("checkpoint/step");
+    let start = Instant::now();
+    while std::fs::read_to_string(&step).unwrap_or_default().trim() != "50" {
+        assert!(start.elapsed() < Duration::from_secs(60), "no step 50");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let out = flambe(&config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_resumed_at_51(tmp.path());
+}
