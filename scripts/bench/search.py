@@ -4,6 +4,7 @@
 value found (median and IQR over seeds) and the checks it is held to."""
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def main():
                     jobs[(problem, method, seed)] = pool.submit(flambe_run, work, problem, method, seed)
                 jobs[(problem, "optuna", seed)] = pool.submit(optuna_run, problem, seed)
         results = {k: v.result() for k, v in jobs.items()}
+    shutil.rmtree(work, ignore_errors=True)
     methods = (("tpe", "flambe TPE"), ("random", "flambe random"), ("optuna", "Optuna TPE"))
     print(f"\nbest value found (minimised), median [IQR] over {SEEDS} seeds\n")
     print(f"{'problem':<10} {'budget':>6}  " + "  ".join(f"{label:>22}" for _, label in methods))

@@ -233,6 +233,10 @@ impl Observer for Console {
             }
             Event::Output { id, line, .. } => self.line(&format!("[{id}] {line}")),
             Event::Warning(text) => self.line(&format!("warning: {text}")),
+            Event::Extended { grows } => self.line(&format!(
+                "Extending the recorded run (its finished trials are kept): {}",
+                grows.join("; ")
+            )),
             Event::StageEnd { result } => {
                 if let Some(sb) = self.bars.remove(&result.name) {
                     sb.bar.finish();

@@ -21,15 +21,41 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// An experiment of `trials` trials of `seconds` each; every trial marks
-/// its start and its end in the home of the host it runs on.
+/// An experiment of `trials` trials of `seconds` one-second steps each;
+/// every trial marks its start and its end in the home of the host it runs
+/// on, saves its step in `$FLAMBE_CHECKPOINT` after each second and goes on
+/// from there when it runs again (reporting that step again), writing
+/// where it started to `out/resumed-from`.
 fn experiment(dir: &Path, name: &str, trials: u32, seconds: u32) -> PathBuf {
     let config = dir.join(format!("{name}.yaml"));
     let values: Vec<String> = (1..=trials).map(|i| i.to_string()).collect();
     std::fs::write(
         &config,
         format!(
-            "!Experiment\nname: {name}\nmax_failures: 3\npipeline:\n  s: !Stage\n    run: |-\n      echo {{trial}} >> $HOME/started-{name}; sleep {seconds}; echo {{trial}} >> $HOME/done-{name}; echo $FLAMBE_ATTEMPT > {{out}}/ran-attempt; echo '{{\"step\": 1, \"a\": {{i}}}}' >> $FLAMBE_METRICS\n    params:\n      i: !g [{}]\n    cpus: 1\n    metric: a\n    mode: max\n",
+            r#"!Experiment
+name: {name}
+max_failures: 3
+pipeline:
+  s: !Stage
+    run: |-
+      echo {{trial}} >> $HOME/started-{name}
+      s=$(cat $FLAMBE_CHECKPOINT/s 2>/dev/null || echo 0)
+      echo $s > {{out}}/resumed-from
+      # Where it resumes, it reports that step again: an attempt that
+      # resumes at the very end still reports its metric.
+      [ $s -gt 0 ] && echo "{{\"step\": $s, \"a\": {{i}}}}" >> $FLAMBE_METRICS
+      while [ $s -lt {seconds} ]; do
+        sleep 1; s=$((s + 1))
+        echo $s > $FLAMBE_CHECKPOINT/s.tmp && mv $FLAMBE_CHECKPOINT/s.tmp $FLAMBE_CHECKPOINT/s
+        echo "{{\"step\": $s, \"a\": {{i}}}}" >> $FLAMBE_METRICS
+      done
+      echo {{trial}} >> $HOME/done-{name}; echo $FLAMBE_ATTEMPT > {{out}}/ran-attempt
+    params:
+      i: !g [{}]
+    cpus: 1
+    metric: a
+    mode: max
+"#,
             values.join(", ")
         ),
     )
@@ -99,6 +125,19 @@ impl Matrix {
             .stderr(out)
             .spawn()
             .unwrap()
+    }
+
+    /// The recorded attempt count of a trial.
+    fn attempts(&self, name: &str, id: &str) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            self.results_dir(name).join("state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("SELECT attempt FROM trials WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .unwrap()
     }
 
     fn log(&self, log: &str) -> String {
@@ -274,11 +313,26 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
                 .map(str::to_string)
                 .collect()
         };
-        read("started-cut").difference(&read("done-cut")).count() > 0
+        read("started-cut")
+            .difference(&read("done-cut"))
+            .cloned()
+            .collect::<Vec<String>>()
     };
-    m.wait_for("a finished trial and one running on factory 1", 300, || {
-        !m.succeeded("cut").is_empty() && running_on_3()
-    });
+    // ... and has sent a checkpoint back to the orchestrator.
+    let checkpointed_on_3 = || -> Option<String> {
+        running_on_3().into_iter().find(|id| {
+            let s = m
+                .results_dir("cut")
+                .join(format!("trials/{id}/checkpoint/s"));
+            std::fs::read_to_string(s).is_ok_and(|s| s.trim().parse::<u32>().unwrap_or(0) >= 1)
+        })
+    };
+    m.wait_for(
+        "a finished trial and a checkpointed one on factory 1",
+        300,
+        || !m.succeeded("cut").is_empty() && checkpointed_on_3().is_some(),
+    );
+    let cut_trial = checkpointed_on_3().expect("seen just now");
     let snapshot = m.snapshot("cut");
     m.rc.bed.cut(3);
     m.wait_for("two more trials to finish elsewhere", 300, || {
@@ -288,6 +342,24 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
     let code = wait_exit(&mut laptop, 600, &m, "cut.log");
     assert_eq!(code, Some(0), "{}", m.log("cut.log"));
     m.assert_whole("cut", 12, &[snapshot]);
+    // The trial cut off mid-way went on from its checkpoint where it ran
+    // again (a factory fetches it from the orchestrator before the trial).
+    let attempts = m.attempts("cut", &cut_trial);
+    let resumed = std::fs::read_to_string(
+        m.results_dir("cut")
+            .join(format!("trials/{cut_trial}/out/resumed-from")),
+    )
+    .unwrap_or_default();
+    eprintln!(
+        "{cut_trial}, cut off on factory 1: attempts {attempts}, last resumed from step {}",
+        resumed.trim()
+    );
+    if attempts >= 2 {
+        assert!(
+            resumed.trim().parse::<u32>().unwrap_or(0) >= 1,
+            "{cut_trial} started over: {resumed}"
+        );
+    }
     costs.push(("factory cut off and brought back", begin.elapsed()));
 
     // 4. The orchestrator rebooted: every process gone, Ray included.

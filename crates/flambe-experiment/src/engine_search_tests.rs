@@ -180,3 +180,86 @@ async fn a_tpe_study_runs_its_budget_repeats_with_the_seed_and_resumes_where_it_
     };
     assert!(best_of(4..12) > best_of(0..4));
 }
+
+fn done_by_lr() -> Script {
+    Arc::new(|job: &Job| Part::Run {
+        acc: vec![job.params.get("lr").and_then(|v| v.as_f64()).unwrap_or(0.5)],
+        code: 0,
+    })
+}
+
+fn launched_ids(run: &crate::engine_tests::Run) -> Vec<String> {
+    run.launched.iter().map(|(id, _)| id.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_finished_experiment_grown_runs_exactly_the_new_trials_and_keeps_the_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stage = |values: &str, extra: &str| {
+        experiment(
+            tmp.path(),
+            &format!(
+                "  train: !Stage\n    run: train {{lr}}\n    params:\n      lr: !g [{values}]\n    metric: acc\n    mode: max\n{extra}"
+            ),
+        )
+    };
+    let first = run(&stage("1, 2", ""), 1, done_by_lr()).await;
+    assert_eq!(launched_ids(&first), ["train-000", "train-001"]);
+    let before = params_by_id(&first.result.unwrap());
+    // One grid value added, in the middle: only it runs, as a new id.
+    let grown = run(&stage("1, 5, 2", ""), 1, done_by_lr()).await;
+    assert_eq!(launched_ids(&grown), ["train-002"]);
+    let report = grown.result.unwrap();
+    let after = params_by_id(&report);
+    assert_eq!(after[..2], before[..]);
+    assert_eq!(after[2], ("train-002".into(), r#"{"lr":5}"#.into()));
+    // More samples: exactly the added repetitions run.
+    let sampled = run(&stage("1, 5, 2", "    samples: 2\n"), 1, done_by_lr()).await;
+    assert_eq!(
+        launched_ids(&sampled),
+        ["train-003", "train-004", "train-005"]
+    );
+    // A change that would make the results wrong is still refused.
+    // A stage appended: only its trials run (one per train trial).
+    let eval =
+        "    samples: 2\n  eval: !Stage\n    run: e {train.out}\n    metric: acc\n    mode: min\n";
+    let appended = run(&stage("1, 5, 2", eval), 1, done_by_lr()).await;
+    assert_eq!(launched_ids(&appended).len(), 6);
+    assert!(
+        launched_ids(&appended)
+            .iter()
+            .all(|id| id.starts_with("eval-"))
+    );
+    let other = experiment(
+        tmp.path(),
+        "  train: !Stage\n    run: other {lr}\n    params:\n      lr: !g [1, 5, 2]\n    samples: 2\n    metric: acc\n    mode: max\n  eval: !Stage\n    run: e {train.out}\n    metric: acc\n    mode: min\n",
+    );
+    let refused = run(&other, 1, done_by_lr()).await;
+    assert!(refused.launched.is_empty());
+    match refused.result {
+        Err(EngineError::ChangedConfig { changes, .. }) => {
+            assert_eq!(changes, ["pipeline.train.run"])
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn random_samples_added_later_leave_the_earlier_draws_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stage = |n: u32| {
+        experiment(
+            tmp.path(),
+            &format!(
+                "  train: !Stage\n    run: train {{lr}}\n    params:\n      lr: !u [0, 1]\n    search: !Random {{trials: {n}}}\n    metric: acc\n    mode: max\n"
+            ),
+        )
+    };
+    let first = run(&stage(3), 2, done_by_lr()).await;
+    let before = params_by_id(&first.result.unwrap());
+    let grown = run(&stage(5), 2, done_by_lr()).await;
+    let mut ids = launched_ids(&grown);
+    ids.sort();
+    assert_eq!(ids, ["train-003", "train-004"]);
+    assert_eq!(params_by_id(&grown.result.unwrap())[..3], before[..]);
+}

@@ -3,12 +3,14 @@
 //! From a validated [`flambe_config::Experiment`] to results:
 //!
 //! - [`search`] expands a stage's search space (`!g`, `!s`, `!c`, `!u`, `!lu`,
-//!   `samples`) into parameter sets, reproducibly from the experiment `seed`
+//!   `!i`, `samples`, `!Random`) into parameter sets, reproducibly from the experiment `seed`
 //!   with the fixed generator in [`rng`];
 //! - [`plan`] lays the stages end to end for `--dry-run`: a stage's trials are
 //!   the surviving trials of the previous stage times its own variants;
+//! - [`study`] chooses a TPE stage's trials one at a time from the finished
+//!   ones;
 //! - [`engine`] runs the stages on an executor, with retries and the stage's
-//!   scheduler ([`asha`]), recording everything in [`state`] (SQLite, WAL) so
+//!   scheduler ([`asha`], HyperBand over it, the median rule: `schedulers`), recording everything in [`state`] (SQLite, WAL) so
 //!   that a killed run resumes where it was, one driver per results folder
 //!   ([`lock`]); it is given [`RunOptions`] and tells an [`Observer`] what
 //!   happens (`options`); `environment` resolves trials' `env` and secrets,
@@ -26,6 +28,7 @@ mod engine_search_tests;
 mod engine_tests;
 mod environment;
 mod error;
+pub mod extend;
 pub mod layout;
 pub mod lock;
 mod median;

@@ -88,6 +88,10 @@ pub enum Event<'a> {
         line: &'a str,
     },
     Warning(String),
+    /// The config only adds trials to the recorded run: what grows.
+    Extended {
+        grows: &'a [String],
+    },
     StageEnd {
         result: &'a StageResult,
     },

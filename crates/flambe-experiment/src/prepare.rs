@@ -3,6 +3,7 @@
 //! results aside (`--force`, a script's rerun). Never deletes anything.
 
 use crate::error::EngineError;
+use crate::extend::{Change, classify};
 use crate::layout::ResultsDir;
 use crate::options::RunOptions;
 use crate::state::Store;
@@ -22,15 +23,25 @@ pub(crate) fn fingerprint(exp: &Experiment, opts: &RunOptions) -> serde_json::Va
     value
 }
 
-/// Open (or create) the results folder and its store; refuse a changed
-/// config unless `force`, which moves the old folder aside.
-/// The state store, whether this run resumes, and where `--force` moved
-/// the old results.
+/// An opened results folder.
+pub(crate) struct Prepared {
+    pub store: Store,
+    /// A recorded run goes on.
+    pub resumed: bool,
+    /// Where `--force` moved the old results.
+    pub set_aside_to: Option<PathBuf>,
+    /// What grows, when the config only adds trials to the recorded run.
+    pub grows: Vec<String>,
+}
+
+/// Open (or create) the results folder and its store; a changed config
+/// that only adds trials extends the recorded run; any other change is
+/// refused unless `force`, which moves the old folder aside.
 pub(crate) fn prepare(
     exp: &Experiment,
     results: &ResultsDir,
     opts: &RunOptions,
-) -> Result<(Store, bool, Option<PathBuf>)> {
+) -> Result<Prepared> {
     let dir = results.path();
     let mut set_aside_to = None;
     let (force, restart) = (opts.force, opts.restart);
@@ -47,12 +58,34 @@ pub(crate) fn prepare(
             .map_err(state_err)?
             .and_then(|s| serde_json::from_str(&s).ok());
         match old {
-            Some(old) if old == config && !restart => return Ok((store, true, None)),
+            Some(old) if old == config && !restart => {
+                return Ok(Prepared {
+                    store,
+                    resumed: true,
+                    set_aside_to: None,
+                    grows: Vec::new(),
+                });
+            }
             old => {
-                let changes = old.map_or_else(
-                    || vec!["(no config recorded)".to_string()],
-                    |o| diff(&o, &config),
+                let change = old.map_or_else(
+                    || Change::Refused(vec!["(no config recorded)".to_string()]),
+                    |o| classify(&o, &config),
                 );
+                let changes = match change {
+                    Change::Grows(grows) if !(force || restart) => {
+                        store
+                            .set_meta("config", &config.to_string())
+                            .map_err(state_err)?;
+                        return Ok(Prepared {
+                            store,
+                            resumed: true,
+                            set_aside_to: None,
+                            grows,
+                        });
+                    }
+                    Change::Grows(_) => Vec::new(),
+                    Change::Refused(changes) => changes,
+                };
                 if !(force || restart) {
                     return Err(EngineError::ChangedConfig {
                         name: exp.name.clone(),
@@ -76,7 +109,12 @@ pub(crate) fn prepare(
     store
         .set_meta("created", &crate::state::now().to_string())
         .map_err(state_err)?;
-    Ok((store, false, set_aside_to))
+    Ok(Prepared {
+        store,
+        resumed: false,
+        set_aside_to,
+        grows: Vec::new(),
+    })
 }
 
 /// `dir` → `dir.old-<unix time>` (then `-2`, `-3`… when two `--force`

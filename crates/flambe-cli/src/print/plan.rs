@@ -2,6 +2,7 @@
 //! touching anything.
 
 use flambe_config::{AwsCluster, ConfigFile, Experiment, Runnable, Search, SshCluster};
+use flambe_experiment::extend::{Change, Recorded};
 use flambe_experiment::{ExperimentPlan, ResultsDir, render_value, trial_id};
 
 /// Trials listed per stage in a dry run before the rest is summed up.
@@ -24,7 +25,11 @@ fn print_runnable(config: &ConfigFile) {
         }
     }
     match &config.runnable {
-        Runnable::Experiment(e) => print_experiment(e, &flambe_experiment::plan(e)),
+        Runnable::Experiment(e) => print_experiment(
+            e,
+            &flambe_experiment::plan(e),
+            flambe_experiment::extend::recorded(e),
+        ),
         Runnable::Script(s) => {
             println!(
                 "Script `{}`: results in {}",
@@ -79,7 +84,7 @@ fn resources_text(cpus: f64, gpus: u32) -> String {
     }
 }
 
-fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
+fn print_experiment(exp: &Experiment, plan: &ExperimentPlan, recorded: Option<Recorded>) {
     println!(
         "Experiment `{}`: results in {}",
         exp.name,
@@ -88,7 +93,23 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
     println!("  seed {} · max_failures {}", exp.seed, exp.max_failures);
     print_env("  ", &exp.env);
     let total: u64 = plan.stages.iter().map(|s| s.trials).sum();
-    for (stage, sp) in exp.pipeline.iter().zip(&plan.stages) {
+    if let Some(r) = &recorded {
+        match &r.change {
+            Some(Change::Grows(g)) if g.is_empty() => {
+                println!("  a recorded run is here: its finished trials are kept, the rest run")
+            }
+            Some(Change::Grows(g)) => println!(
+                "  extends the recorded run (its finished trials are kept): {}",
+                g.join("; ")
+            ),
+            Some(Change::Refused(changes)) => println!(
+                "  the recorded run differs ({}): refused unless --force, which starts afresh",
+                changes.join(", ")
+            ),
+            None => {}
+        }
+    }
+    for (index, (stage, sp)) in exp.pipeline.iter().zip(&plan.stages).enumerate() {
         let own = match sp.search {
             Search::Grid => plural(sp.variants.len() as u64, "variant"),
             Search::Random { trials } => {
@@ -135,18 +156,34 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan) {
             continue;
         }
         println!("  {label}:");
+        let finished = recorded
+            .as_ref()
+            .filter(|r| matches!(r.change, Some(Change::Grows(_))))
+            .and_then(|r| r.finished.get(index));
+        if let (Some(finished), Some(_)) = (finished, sp.parents) {
+            println!("  {} finished trials recorded are kept", finished.len());
+        }
         for (i, params) in sp.variants.iter().enumerate().take(LISTED_TRIALS) {
+            // Only the first stage's trials are known ahead (later ones
+            // hang off survivors).
+            let kept = finished.filter(|_| sp.parents.is_none()).map(|f| {
+                let json = serde_json::Value::Object(params.clone()).to_string();
+                f.iter()
+                    .find(|(parent, p, _)| parent.is_none() && *p == json)
+                    .map(|(_, _, id)| id.clone())
+            });
             let params: Vec<String> = params
                 .iter()
                 .map(|(k, v)| format!("{k}={}", render_value(v)))
                 .collect();
-            let id = if sp.parents.is_none() {
-                trial_id(stage, i)
-            } else {
-                format!("#{i}")
+            let (id, mark) = match kept {
+                Some(Some(id)) => (id, "  (kept)"),
+                Some(None) => ("new".to_string(), "  (runs)"),
+                None if sp.parents.is_none() => (trial_id(stage, i), ""),
+                None => (format!("#{i}"), ""),
             };
             println!(
-                "    {id:<14} {}",
+                "    {id:<14} {}{mark}",
                 if params.is_empty() {
                     "(no params)".into()
                 } else {

@@ -119,7 +119,13 @@ pub(crate) async fn run_on(
     // Held until this run ends: before `prepare`, which may move the
     // results aside (`--force`) or recover a dead driver's trials.
     let _lock = crate::lock::acquire(dir.path(), &exp.name)?;
-    let (store, resumed, set_aside_to) = prepare(exp, &dir, opts)?;
+    let prepared = prepare(exp, &dir, opts)?;
+    let (store, resumed, set_aside_to) = (prepared.store, prepared.resumed, prepared.set_aside_to);
+    if !prepared.grows.is_empty() {
+        observer.on(Event::Extended {
+            grows: &prepared.grows,
+        });
+    }
     if let Some(aside) = &set_aside_to {
         observer.on(Event::Warning(format!(
             "the old results are set aside in {}",

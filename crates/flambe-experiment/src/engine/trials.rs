@@ -9,19 +9,70 @@ use crate::search::expand;
 use crate::state::{Status, Trial};
 use crate::study::{Observation, suggest};
 use flambe_config::Stage;
+use std::collections::{HashMap, HashSet};
+
+/// A trial's identity within its stage: its parent, its params, and which
+/// repetition of those it is (a grid with `samples` repeats its points).
+type Identity = (Option<String>, String, usize);
+
+/// Identities seen so far, counting repetitions.
+#[derive(Default)]
+struct Identities {
+    seen: HashMap<(Option<String>, String), usize>,
+    all: HashSet<Identity>,
+}
+
+impl Identities {
+    fn record(&mut self, parent: Option<&str>, params: &crate::search::Params) -> Identity {
+        let key = (
+            parent.map(str::to_string),
+            serde_json::Value::Object(params.clone()).to_string(),
+        );
+        let n = self.seen.entry(key.clone()).or_insert(0);
+        let identity = (key.0, key.1, *n);
+        *n += 1;
+        self.all.insert(identity.clone());
+        identity
+    }
+
+    fn holds(&self, identity: &Identity) -> bool {
+        self.all.contains(identity)
+    }
+}
 
 impl Engine<'_> {
-    /// Surviving parents × the stage's variants, ids by index.
+    /// Surviving parents × the stage's variants, ids by index. A variant
+    /// already recorded (same parent, same params, same repetition) is
+    /// kept as it is, whatever its index now: a config that grew keeps its
+    /// trials' ids, and what is new takes the next free indices.
     pub(super) fn create_trials(&self, stage: &Stage, parents: &[Option<Trial>]) -> Result<()> {
         let variants = expand(stage, self.exp.seed);
+        let mut existing = self.state(self.store.stage_trials(&stage.name))?;
+        existing.sort_by_key(|t| t.index);
+        let mut known = Identities::default();
+        for t in &existing {
+            known.record(t.parent.as_deref(), &t.params);
+        }
+        let mut taken: HashSet<usize> = existing.iter().map(|t| t.index).collect();
+        let mut next = existing.iter().map(|t| t.index + 1).max().unwrap_or(0);
+        let mut wanted = Identities::default();
         for (p, parent) in parents.iter().enumerate() {
+            let parent_id = parent.as_ref().map(|t| t.id.clone());
             for (v, params) in variants.iter().enumerate() {
-                let index = p * variants.len() + v;
+                if known.holds(&wanted.record(parent_id.as_deref(), params)) {
+                    continue;
+                }
+                let mut index = p * variants.len() + v;
+                if taken.contains(&index) {
+                    index = next;
+                }
+                taken.insert(index);
+                next = next.max(index + 1);
                 let trial = Trial {
                     id: trial_id(stage, index),
                     stage: stage.name.clone(),
                     index,
-                    parent: parent.as_ref().map(|t| t.id.clone()),
+                    parent: parent_id.clone(),
                     params: params.clone(),
                     status: Status::Pending,
                     attempt: 0,
@@ -92,7 +143,13 @@ impl Engine<'_> {
             })
             .collect();
         let k = mine.len();
-        let index = p * budget as usize + k;
+        // A budget that grew leaves the indices of the next parent's study
+        // taken: then the next free one.
+        let all = self.state(self.store.stage_trials(&stage.name))?;
+        let mut index = p * budget as usize + k;
+        if all.iter().any(|t| t.index == index) {
+            index = all.iter().map(|t| t.index + 1).max().unwrap_or(0);
+        }
         let trial = Trial {
             id: trial_id(stage, index),
             stage: stage.name.clone(),

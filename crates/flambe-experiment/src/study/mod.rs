@@ -1,7 +1,6 @@
 //! `search: !TPE`: each trial's params chosen from the results so far by a
 //! tree-structured Parzen estimator (Bergstra et al. 2011), one estimator
-//! per param as Optuna's default `TPESampler` does: the `tpe` crate's
-//! optimizer over the densities Optuna builds ([`estimators`]).
+//! per param as Optuna's default `TPESampler` does ([`tpe`]).
 //!
 //! Nothing of a study is kept but its trials: a suggestion is recorded as
 //! the trial it becomes (params and all) before it runs, and the next one
@@ -10,14 +9,12 @@
 //! drawn from a generator seeded by (seed, stage, parent, trial number): with
 //! `concurrency: 1` the same config gives the same trials.
 
-mod estimators;
+mod tpe;
 
 use crate::rng::Rng;
 use crate::search::{Params, float, random_point};
-use estimators::Estimator;
 use flambe_config::{ParamSpec, Stage};
 use serde_json::Value;
-use std::convert::Infallible;
 
 /// A finished trial as the study learns from it: its params and its best
 /// value of the stage metric, lower is better (negated for `mode: max`).
@@ -142,20 +139,12 @@ impl<'a> Space<'a> {
 
     fn ask(&self, told: impl Iterator<Item = (f64, f64)>, rng: &mut Rng) -> Value {
         let (start, end) = self.range();
-        let Ok(range) = tpe::range(start, end) else {
-            return Value::Null;
+        let kind = match self {
+            Space::Categories(_) => tpe::Kind::Categorical,
+            _ => tpe::Kind::Numeric,
         };
-        let estimator = match self {
-            Space::Categories(_) => Estimator::Categorical,
-            _ => Estimator::Numeric,
-        };
-        let mut optimizer = tpe::TpeOptimizer::new(estimator, range);
-        for (x, loss) in told {
-            let _ = optimizer.tell(x, loss);
-        }
-        let x = optimizer
-            .ask(&mut RngAdapter(rng))
-            .unwrap_or_else(|_| rng.uniform(start, end));
+        let told: Vec<(f64, f64)> = told.filter(|(_, loss)| loss.is_finite()).collect();
+        let x = tpe::suggest(kind, start, end, &told, rng);
         match self {
             Space::Linear { low, high } => float(x.clamp(*low, *high)),
             Space::Log { low, high } => float(x.exp().clamp(*low, *high)),
@@ -164,30 +153,6 @@ impl<'a> Space<'a> {
                 values[(x.floor().max(0.0) as usize).min(values.len() - 1)].clone()
             }
         }
-    }
-}
-
-/// Our fixed generator ([`Rng`]) as the `rand` generator the `tpe` crate
-/// draws its candidates with, so suggestions do not change with `rand`.
-struct RngAdapter<'r>(&'r mut Rng);
-
-impl rand_core::TryRng for RngAdapter<'_> {
-    type Error = Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        Ok((self.0.next_u64() >> 32) as u32)
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        Ok(self.0.next_u64())
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.0.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        Ok(())
     }
 }
 
