@@ -62,6 +62,15 @@ fn flambe(config: &Path) -> Command {
     cmd
 }
 
+fn run_ok(config: &Path) {
+    let out = flambe(config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn assert_resumed_at_51(dir: &Path) {
     let resumed = std::fs::read_to_string(trial_dir(dir).join("out/resumed-from")).unwrap();
     assert_eq!(resumed.trim(), "50");
@@ -76,12 +85,7 @@ fn assert_resumed_at_51(dir: &Path) {
 fn a_trial_failing_at_step_50_retries_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let config = experiment(tmp.path(), "exit 1");
-    let out = flambe(&config).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&config);
     assert_resumed_at_51(tmp.path());
 }
 
@@ -102,11 +106,6 @@ fn a_trial_of_a_killed_driver_resumes_from_its_checkpoint_on_the_rerun() {
     }
     driver.kill().unwrap();
     driver.wait().unwrap();
-    let out = flambe(&config).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&config);
     assert_resumed_at_51(tmp.path());
 }

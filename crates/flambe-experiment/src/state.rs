@@ -69,6 +69,32 @@ pub struct Trial {
     pub host: Option<String>,
 }
 
+impl Trial {
+    /// A trial not yet run: number `index` of `stage`.
+    pub fn pending(
+        stage: &flambe_config::Stage,
+        index: usize,
+        parent: Option<String>,
+        params: serde_json::Map<String, Value>,
+    ) -> Trial {
+        Trial {
+            id: crate::plan::trial_id(stage, index),
+            stage: stage.name.clone(),
+            index,
+            parent,
+            params,
+            status: Status::Pending,
+            attempt: 0,
+            failures: 0,
+            started: None,
+            ended: None,
+            error: None,
+            pgid: None,
+            host: None,
+        }
+    }
+}
+
 /// A trial's stage metric over its last attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MetricSummary {

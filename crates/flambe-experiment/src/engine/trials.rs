@@ -3,10 +3,9 @@
 //! and what its finished trials tell a new scheduler on a resume.
 
 use super::{Engine, Result};
-use crate::plan::trial_id;
 use crate::schedulers::StageScheduler;
 use crate::search::expand;
-use crate::state::{Status, Trial};
+use crate::state::Trial;
 use crate::study::{Observation, suggest};
 use flambe_config::Stage;
 use std::collections::{HashMap, HashSet};
@@ -68,21 +67,7 @@ impl Engine<'_> {
                 }
                 taken.insert(index);
                 next = next.max(index + 1);
-                let trial = Trial {
-                    id: trial_id(stage, index),
-                    stage: stage.name.clone(),
-                    index,
-                    parent: parent_id.clone(),
-                    params: params.clone(),
-                    status: Status::Pending,
-                    attempt: 0,
-                    failures: 0,
-                    started: None,
-                    ended: None,
-                    error: None,
-                    pgid: None,
-                    host: None,
-                };
+                let trial = Trial::pending(stage, index, parent_id.clone(), params.clone());
                 self.state(self.store.ensure_trial(&trial))?;
             }
         }
@@ -150,21 +135,12 @@ impl Engine<'_> {
         if all.iter().any(|t| t.index == index) {
             index = all.iter().map(|t| t.index + 1).max().unwrap_or(0);
         }
-        let trial = Trial {
-            id: trial_id(stage, index),
-            stage: stage.name.clone(),
+        let trial = Trial::pending(
+            stage,
             index,
-            parent: parents[p].as_ref().map(|t| t.id.clone()),
-            params: suggest(stage, self.exp.seed, p, k, startup, &history),
-            status: Status::Pending,
-            attempt: 0,
-            failures: 0,
-            started: None,
-            ended: None,
-            error: None,
-            pgid: None,
-            host: None,
-        };
+            parents[p].as_ref().map(|t| t.id.clone()),
+            suggest(stage, self.exp.seed, p, k, startup, &history),
+        );
         self.state(self.store.ensure_trial(&trial))?;
         Ok(Some(trial))
     }
