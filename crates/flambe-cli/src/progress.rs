@@ -231,6 +231,22 @@ impl Observer for Console {
                     self.line(&format!("trial {id} failed: {detail}"));
                 }
             }
+            Event::Exploited {
+                stage,
+                id,
+                donor,
+                step,
+                params,
+            } => {
+                if let Some(sb) = self.bars.get_mut(*stage) {
+                    sb.running = sb.running.saturating_sub(1);
+                    sb.refresh();
+                }
+                let params = serde_json::Value::Object((*params).clone());
+                self.line(&format!(
+                    "trial {id} goes on from {donor}'s checkpoint (step {step}) with {params}"
+                ));
+            }
             Event::Output { id, line, .. } => self.line(&format!("[{id}] {line}")),
             Event::Warning(text) => self.line(&format!("warning: {text}")),
             Event::Extended { grows } => self.line(&format!(

@@ -153,6 +153,21 @@ fn stage(y: &mut String, s: &Stage) {
                 "    scheduler: !MedianStopping {{grace_period: {grace_period}, min_samples: {min_samples}}}"
             );
         }
+        Some(Scheduler::Pbt {
+            perturbation_interval,
+            quantile,
+            resample_probability,
+            mutations,
+        }) => {
+            let names: Vec<String> = mutations.iter().map(|m| q(m)).collect();
+            let _ = writeln!(
+                y,
+                "    scheduler: !PBT {{perturbation_interval: {perturbation_interval}, quantile: {}, resample_probability: {}, mutations: [{}]}}",
+                float(*quantile),
+                float(*resample_probability),
+                names.join(", ")
+            );
+        }
     }
     if let Some(t) = s.timeout {
         let _ = writeln!(y, "    timeout: {}", float(t.as_secs_f64()));

@@ -286,6 +286,19 @@ pub enum Scheduler {
     /// trials' running means at that step stops, once `min_samples`
     /// trials have reported there.
     MedianStopping { grace_period: u64, min_samples: u64 },
+    /// Population-based training (Ray Tune's `PopulationBasedTraining`):
+    /// every `perturbation_interval` steps, a trial in the bottom
+    /// `quantile` stops and goes on from the checkpoint of one in the top
+    /// `quantile`, with each of `mutations` resampled from its own spec
+    /// (with `resample_probability`) or moved: numbers ×0.8 or ×1.2 within
+    /// their range, lists one value either way.
+    #[serde(rename = "PBT")]
+    Pbt {
+        perturbation_interval: u64,
+        quantile: f64,
+        resample_probability: f64,
+        mutations: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -263,3 +263,63 @@ async fn random_samples_added_later_leave_the_earlier_draws_alone() {
     assert_eq!(ids, ["train-003", "train-004"]);
     assert_eq!(params_by_id(&grown.result.unwrap())[..3], before[..]);
 }
+
+#[tokio::test]
+async fn pbt_trials_go_on_from_their_donors_checkpoint_with_explored_params() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(
+        tmp.path(),
+        "  train: !Stage\n    run: train {lr}\n    params:\n      lr: !g [1, 2, 3, 4]\n    metric: acc\n    mode: max\n    scheduler: !PBT {perturbation_interval: 2, quantile: 0.25, resample_probability: 0, mutations: [lr]}\n",
+    );
+    // Each attempt writes who it is into its checkpoint as it starts, and
+    // the test keeps what each attempt found there: (id, attempt) →
+    // (donor it was told of, owner of the checkpoint it found, its lr).
+    type Seen = std::collections::HashMap<(String, u32), (Option<String>, String, f64)>;
+    let seen = Arc::new(std::sync::Mutex::new(Seen::new()));
+    let log = seen.clone();
+    let script: Script = Arc::new(move |job: &Job| {
+        let owner_file = job.checkpoint.join("owner");
+        let found = std::fs::read_to_string(&owner_file).unwrap_or_default();
+        std::fs::write(&owner_file, &job.id).unwrap();
+        log.lock().unwrap().insert(
+            (job.id.clone(), job.attempt),
+            (job.restore_donor.clone(), found, lr(job)),
+        );
+        Part::Run {
+            acc: (1..=8).map(|step| lr(job) * step as f64).collect(),
+            code: 0,
+        }
+    });
+    let report = run(&exp, 4, script).await.result.unwrap();
+    let seen = seen.lock().unwrap();
+    let rows = &report.stages[0].rows;
+    let worst = rows.iter().find(|r| r.id == "train-000").unwrap();
+    assert!(
+        !worst.schedule.is_empty(),
+        "the lowest lr is always in the bottom quarter once others are scored: {rows:#?}"
+    );
+    for r in rows {
+        // Exploited attempts are neither failures nor retries.
+        assert_eq!(r.status, Status::Succeeded, "{r:?}");
+        assert_eq!(r.attempts as usize, 1 + r.schedule.len(), "{r:?}");
+        for e in &r.schedule {
+            let (donor, found, lr) = &seen[&(r.id.clone(), e.attempt)];
+            assert_eq!(donor.as_deref(), Some(e.donor.as_str()), "{r:?}");
+            assert_eq!(
+                found, &e.donor,
+                "{}'s checkpoint is not {}'s copy",
+                r.id, e.donor
+            );
+            assert_eq!(Some(*lr), e.params["lr"].as_f64(), "{r:?}");
+            assert_ne!(e.donor, r.id);
+            assert!([1.0, 2.0, 3.0, 4.0].contains(lr), "{lr}");
+        }
+    }
+    // The results table's params are those each trial started with.
+    let mut start: Vec<f64> = rows
+        .iter()
+        .map(|r| r.params["lr"].as_f64().unwrap())
+        .collect();
+    start.sort_by(f64::total_cmp);
+    assert_eq!(start, [1.0, 2.0, 3.0, 4.0]);
+}

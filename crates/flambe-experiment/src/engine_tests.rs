@@ -28,6 +28,10 @@ pub(crate) struct Job {
     pub id: String,
     pub attempt: u32,
     pub params: serde_json::Value,
+    /// `$FLAMBE_CHECKPOINT`.
+    pub checkpoint: PathBuf,
+    /// `$FLAMBE_RESTORE_DONOR`: PBT's donor, on the attempt after an exploit.
+    pub restore_donor: Option<String>,
 }
 
 pub(crate) type Script = Arc<dyn Fn(&Job) -> Part + Send + Sync>;
@@ -63,6 +67,10 @@ impl Executor for Fake {
             id: spec.id.clone(),
             attempt: env_of(&spec, "FLAMBE_ATTEMPT").parse().unwrap(),
             params: serde_json::from_str(env_of(&spec, "FLAMBE_PARAMS")).unwrap(),
+            checkpoint: PathBuf::from(env_of(&spec, "FLAMBE_CHECKPOINT")),
+            restore_donor: Some(env_of(&spec, "FLAMBE_RESTORE_DONOR"))
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
         };
         self.launched
             .lock()

@@ -33,6 +33,7 @@ pub mod layout;
 pub mod lock;
 mod median;
 mod options;
+mod pbt;
 pub mod plan;
 mod prepare;
 pub mod results;

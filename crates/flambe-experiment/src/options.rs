@@ -76,6 +76,15 @@ pub enum Event<'a> {
         step: i64,
         values: &'a [(String, f64)],
     },
+    /// PBT stopped a trial, which goes on from `donor`'s checkpoint (as
+    /// it was at `step`) with `params`.
+    Exploited {
+        stage: &'a str,
+        id: &'a str,
+        donor: &'a str,
+        step: i64,
+        params: &'a crate::search::Params,
+    },
     TrialFinished {
         stage: &'a str,
         id: &'a str,

@@ -28,6 +28,10 @@ pub struct Row {
     pub duration_s: Option<f64>,
     pub error: Option<String>,
     pub host: Option<String>,
+    /// PBT's changes of its params, in order (`params` are those it
+    /// started with).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<crate::state::Exploited>,
     #[serde(skip)]
     pub index: usize,
 }
@@ -115,7 +119,8 @@ pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResul
             None => MetricSummary::default(),
         };
         let attempts = store.attempt_count(&t.id)?;
-        rows.push(row(stage, t, summary, attempts));
+        let schedule = store.schedule(&t.id)?;
+        rows.push(row(stage, t, summary, attempts, schedule));
     }
     rows.sort_by(|a, b| rank(stage.mode, a, b));
     let mut survivors: Vec<&Row> = rows.iter().filter(|r| eligible(stage, r)).collect();
@@ -142,10 +147,17 @@ pub fn trial_row(store: &Store, stage: &Stage, id: &str) -> rusqlite::Result<Opt
         None => MetricSummary::default(),
     };
     let attempts = store.attempt_count(id)?;
-    Ok(Some(row(stage, t, summary, attempts)))
+    let schedule = store.schedule(id)?;
+    Ok(Some(row(stage, t, summary, attempts, schedule)))
 }
 
-fn row(stage: &Stage, t: Trial, s: MetricSummary, attempts: u32) -> Row {
+fn row(
+    stage: &Stage,
+    t: Trial,
+    s: MetricSummary,
+    attempts: u32,
+    schedule: Vec<crate::state::Exploited>,
+) -> Row {
     Row {
         stage: t.stage,
         id: t.id,
@@ -163,6 +175,7 @@ fn row(stage: &Stage, t: Trial, s: MetricSummary, attempts: u32) -> Row {
         },
         error: t.error,
         host: t.host,
+        schedule,
         index: t.index,
     }
 }
@@ -241,6 +254,7 @@ fn csv_bytes(rows: &[&Row]) -> Result<Vec<u8>, ResultsError> {
         "attempts",
         "duration_s",
         "error",
+        "schedule",
     ])
     .map_err(io)?;
     for r in rows {
@@ -257,6 +271,10 @@ fn csv_bytes(rows: &[&Row]) -> Result<Vec<u8>, ResultsError> {
             r.attempts.to_string(),
             r.duration_s.map(|d| format!("{d:.3}")).unwrap_or_default(),
             r.error.clone().unwrap_or_default(),
+            match r.schedule.is_empty() {
+                true => String::new(),
+                false => serde_json::to_string(&r.schedule).unwrap_or_default(),
+            },
         ])
         .map_err(io)?;
     }

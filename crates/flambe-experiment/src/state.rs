@@ -95,6 +95,17 @@ impl Trial {
     }
 }
 
+/// A change of a trial's params by PBT: from attempt `attempt` on, the
+/// trial runs with `params`, going on from `donor`'s checkpoint as it was
+/// at `step`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Exploited {
+    pub attempt: u32,
+    pub step: i64,
+    pub params: serde_json::Map<String, Value>,
+    pub donor: String,
+}
+
 /// A trial's stage metric over its last attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MetricSummary {
@@ -143,7 +154,10 @@ impl Store {
                  outcome TEXT, counted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (trial, n));
              CREATE TABLE IF NOT EXISTS metrics (
                  trial TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL,
-                 name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (trial, attempt, step, name));",
+                 name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (trial, attempt, step, name));
+             CREATE TABLE IF NOT EXISTS schedule (
+                 trial TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL,
+                 params TEXT NOT NULL, donor TEXT NOT NULL, PRIMARY KEY (trial, attempt));",
         )?;
         // Stores made before trials recorded their host.
         let has_host: bool = conn
@@ -332,6 +346,43 @@ impl Store {
         )?;
         stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect()
+    }
+
+    /// Record that trial `id` goes on as [`Exploited`] says (PBT).
+    pub fn record_exploit(&self, id: &str, e: &Exploited) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO schedule (trial, attempt, step, params, donor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, e.attempt, e.step, Value::Object(e.params.clone()).to_string(), e.donor],
+        )?;
+        Ok(())
+    }
+
+    /// Every PBT change of a trial's params, in the order they happened.
+    pub fn schedule(&self, id: &str) -> Result<Vec<Exploited>> {
+        let stmt = self.conn.prepare_cached(
+            "SELECT attempt, step, params, donor FROM schedule WHERE trial = ?1 ORDER BY attempt",
+        );
+        // A store written before PBT, opened read-only (a site over old
+        // results), has no schedule: nothing was exploited.
+        let mut stmt = match stmt {
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        stmt.query_map([id], |r| {
+            let params: String = r.get(2)?;
+            Ok(Exploited {
+                attempt: r.get(0)?,
+                step: r.get(1)?,
+                params: match serde_json::from_str(&params) {
+                    Ok(Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                },
+                donor: r.get(3)?,
+            })
+        })?
+        .collect()
     }
 
     /// How many attempts of a trial have started (interrupted ones included).

@@ -134,6 +134,7 @@ async function trial(id) {
     </div>
     ${t.error ? `<p class="status-failed">${esc(t.error)}</p>` : ""}
     <h2>params</h2><table><tbody>${Object.entries(t.params).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("") || `<tr><td class="muted">none</td></tr>`}</tbody></table>
+    ${(t.schedule || []).length ? `<h2>PBT schedule</h2><table data-testid="schedule"><thead><tr><th>from attempt</th><th>step</th><th>from</th><th>params</th></tr></thead><tbody>${t.schedule.map((e) => `<tr><td class="num">${e.attempt}</td><td class="num">${e.step}</td><td><a href="#/trial/${encodeURIComponent(e.donor)}">${esc(e.donor)}</a></td><td>${esc(Object.entries(e.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", "))}</td></tr>`).join("")}</tbody></table>` : ""}
     <h2>metrics</h2>
     ${chart(main.map((n) => ({ name: n, points: m.metrics[n] })), { cls: "curve", what: "metrics" })}
     ${others.length ? chart(others.map((n) => ({ name: n, points: m.metrics[n] })), { cls: "curve-others", what: "metrics" }) : ""}

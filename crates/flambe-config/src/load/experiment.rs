@@ -219,6 +219,12 @@ impl Cx<'_> {
                 )
                 .expected("`metric:` and `mode:` in the same stage"));
         }
+        let scheduler = match (scheduler, scheduler_node) {
+            (Some(pbt @ Scheduler::Pbt { .. }), Some(n)) => {
+                Some(self.pbt_mutations(name, pbt, n, &params, search)?)
+            }
+            (other, _) => other,
+        };
         let timeout = self.timeout(&mut f)?;
         let env = self.env(&mut f)?;
         let stage = Stage {

@@ -15,18 +15,18 @@ use crate::layout::{ResultsDir, RunStatus};
 use crate::options::{Event, Observer, RayTarget, RunOptions};
 use crate::prepare::prepare;
 use crate::results::{Report, stage_result, write_results};
-use crate::schedulers::StageScheduler;
+use crate::schedulers::{StageScheduler, Verdict};
 use crate::state::{Status, Store, Trial};
 use flambe_config::{Experiment, Search};
-use flambe_executor::{
-    Executor, JobEvent, JobSpec, LocalExecutor, Outcome, RayExecutor, local::MARKER_VAR,
-};
+use flambe_executor::{Executor, JobEvent, LocalExecutor, Outcome, RayExecutor};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use tokio::sync::mpsc;
 
+mod launch;
+mod pbt;
 mod render;
 mod trials;
 
@@ -174,8 +174,12 @@ struct RunningTrial {
     stage: usize,
     trial: Trial,
     attempt: u32,
+    /// The params this attempt runs with (PBT changes them).
+    params: crate::search::Params,
     reported: bool,
     early_stop: Option<String>,
+    /// PBT's exploit, decided at this step, to carry out once it stops.
+    exploit: Option<(i64, crate::pbt::Exploit)>,
 }
 
 struct Engine<'a> {
@@ -304,7 +308,7 @@ impl Engine<'_> {
         let mut scheduler = stage
             .scheduler
             .as_ref()
-            .map(|s| StageScheduler::new(s, stage.mode));
+            .map(|s| StageScheduler::new(s, stage, self.exp.seed));
         if let (Some(scheduler), Some(metric)) = (scheduler.as_mut(), &stage.metric) {
             self.replay_finished(stage, metric, scheduler)?;
         }
@@ -354,114 +358,6 @@ impl Engine<'_> {
         self.dir.trial(id).out()
     }
 
-    fn launch(&mut self, stage_index: usize, trial: Trial) -> Result<()> {
-        let stage = &self.exp.pipeline[stage_index];
-        let host = self.executor.host().to_string();
-        let attempt = self.state(self.store.start_attempt(&trial.id, &host))?;
-        let dir = self.dir.trial(&trial.id);
-        let out = dir.out();
-        let io = |what: String| move |source| EngineError::Io { what, source };
-        // A new attempt starts from an empty output folder.
-        if out.exists() {
-            std::fs::remove_dir_all(&out).map_err(io(format!("cannot clear {}", out.display())))?;
-        }
-        std::fs::create_dir_all(&out).map_err(io(format!("cannot create {}", out.display())))?;
-        // The checkpoint folder is the one thing an attempt inherits.
-        let checkpoint = dir.checkpoint();
-        std::fs::create_dir_all(&checkpoint)
-            .map_err(io(format!("cannot create {}", checkpoint.display())))?;
-        let params_json = serde_json::Value::Object(trial.params.clone()).to_string();
-        std::fs::write(dir.params(), &params_json)
-            .map_err(io(format!("cannot write params of {}", trial.id)))?;
-        // The attempt whose results the folder takes: a factory that was cut
-        // off and comes back late with an older attempt's results is refused.
-        std::fs::write(dir.attempt(), attempt.to_string())
-            .map_err(io(format!("cannot write the attempt of {}", trial.id)))?;
-        let command = match self.render(stage, &trial, &out) {
-            Ok(c) => c,
-            Err(why) => {
-                self.state(self.store.finish_attempt(
-                    &trial.id,
-                    attempt,
-                    &why,
-                    true,
-                    Status::Failed,
-                ))?;
-                self.observer.on(Event::TrialFinished {
-                    stage: &stage.name,
-                    id: &trial.id,
-                    status: Status::Failed,
-                    detail: &why,
-                });
-                return Ok(());
-            }
-        };
-        let mut env = vec![
-            (MARKER_VAR.to_string(), out.display().to_string()),
-            (
-                "FLAMBE_METRICS".to_string(),
-                dir.metrics().display().to_string(),
-            ),
-            ("FLAMBE_TRIAL".to_string(), trial.id.clone()),
-            ("FLAMBE_STAGE".to_string(), stage.name.clone()),
-            ("FLAMBE_PARAMS".to_string(), params_json),
-            ("FLAMBE_ATTEMPT".to_string(), attempt.to_string()),
-            (
-                "FLAMBE_CHECKPOINT".to_string(),
-                checkpoint.display().to_string(),
-            ),
-        ];
-        let stage_env = &self.stage_envs[stage_index];
-        env.extend(stage_env.values.iter().cloned());
-        let secret_env = stage_env.secret_refs.clone();
-        let header = format!("=== flambe: {} attempt {attempt}: {command}\n", trial.id);
-        for log in [dir.stdout(), dir.stderr()] {
-            append(&log, &header).map_err(io(format!("cannot write {}", log.display())))?;
-        }
-        tracing::info!(trial = %trial.id, attempt, host = %host, "trial launched");
-        tracing::debug!(trial = %trial.id, %command, "trial command");
-        self.observer.on(Event::TrialStarted {
-            stage: &stage.name,
-            id: &trial.id,
-            attempt,
-            dir: dir.path(),
-        });
-        self.executor.launch(JobSpec {
-            id: trial.id.clone(),
-            command,
-            cwd: out,
-            env,
-            cpus: stage.cpus,
-            gpus: stage.gpus,
-            timeout: stage.timeout,
-            stdout: dir.stdout(),
-            stderr: dir.stderr(),
-            metrics: dir.metrics(),
-            echo: self.echo,
-            inputs: self.ancestor_outputs(&trial),
-            sync: self.sync.clone(),
-            secrets_file: match &self.secrets {
-                Secrets::File(path) if !secret_env.is_empty() => Some(path.clone()),
-                _ => None,
-            },
-            secret_env,
-            path_prefix: self.python_bin.clone(),
-            ray_venv: self.ray_venv.clone(),
-            checkpoint: Some(checkpoint),
-        });
-        self.running.insert(
-            trial.id.clone(),
-            RunningTrial {
-                stage: stage_index,
-                trial,
-                attempt,
-                reported: false,
-                early_stop: None,
-            },
-        );
-        Ok(())
-    }
-
     /// One executor event; returns a trial to retry.
     fn handle(
         &mut self,
@@ -488,11 +384,19 @@ impl Engine<'_> {
                 if watched.is_some() {
                     rt.reported = true;
                 }
-                if let (Some(value), Some(scheduler), None) = (watched, scheduler, &rt.early_stop)
-                    && let Some(reason) = scheduler.on_result(&id, rt.trial.index, step, value)
-                {
-                    rt.early_stop = Some(reason);
-                    self.executor.cancel(&id);
+                let deciding = rt.early_stop.is_none() && rt.exploit.is_none();
+                if let (Some(value), Some(scheduler), true) = (watched, scheduler, deciding) {
+                    match scheduler.on_result(&id, rt.trial.index, &rt.params, step, value) {
+                        Verdict::Continue => {}
+                        Verdict::Stop(reason) => {
+                            rt.early_stop = Some(reason);
+                            self.executor.cancel(&id);
+                        }
+                        Verdict::Exploit(exploit) => {
+                            rt.exploit = Some((step, exploit));
+                            self.executor.cancel(&id);
+                        }
+                    }
                 }
                 self.state(
                     self.store
@@ -515,16 +419,28 @@ impl Engine<'_> {
                 stderr,
                 line: &line,
             }),
-            JobEvent::Finished { id, outcome } => return self.finish(&id, outcome),
+            JobEvent::Finished { id, outcome } => return self.finish(&id, outcome, scheduler),
         }
         Ok(None)
     }
 
-    fn finish(&mut self, id: &str, outcome: Outcome) -> Result<Option<Trial>> {
+    fn finish(
+        &mut self,
+        id: &str,
+        outcome: Outcome,
+        scheduler: Option<&mut StageScheduler>,
+    ) -> Result<Option<Trial>> {
         self.executor.release(id);
-        let Some(rt) = self.running.remove(id) else {
+        let Some(mut rt) = self.running.remove(id) else {
             return Ok(None);
         };
+        // A trial that ended by itself before PBT's stop reached it is done.
+        if let Some((step, exploit)) = rt.exploit.take()
+            && !matches!(outcome, Outcome::Exited(0))
+        {
+            return self.continue_exploited(rt, step, exploit);
+        }
+
         let stage = &self.exp.pipeline[rt.stage];
         let (status, failed, detail) = match (&rt.early_stop, &outcome) {
             (Some(reason), _) => (Status::Stopped, false, reason.clone()),
@@ -543,6 +459,9 @@ impl Engine<'_> {
         };
         let retry = failed && rt.trial.failures < self.exp.max_failures;
         let status = if retry { Status::Pending } else { status };
+        if let (Some(scheduler), false) = (scheduler, retry) {
+            scheduler.finished(id);
+        }
         tracing::info!(trial = %id, stage = %stage.name, ?status, %detail, retry, "trial finished");
         self.state(
             self.store
@@ -586,13 +505,4 @@ impl Engine<'_> {
         }
         Ok(count)
     }
-}
-
-fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?
-        .write_all(text.as_bytes())
 }

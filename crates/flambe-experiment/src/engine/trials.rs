@@ -158,11 +158,13 @@ impl Engine<'_> {
             if !trial.status.is_done() {
                 continue;
             }
+            let (params, _) = self.attempt_params(&trial, trial.attempt)?;
             for (step, name, value) in self.state(self.store.trial_metrics(&trial.id))? {
                 if name == metric {
-                    let _ = scheduler.on_result(&trial.id, trial.index, step, value);
+                    let _ = scheduler.on_result(&trial.id, trial.index, &params, step, value);
                 }
             }
+            scheduler.finished(&trial.id);
         }
         Ok(())
     }
