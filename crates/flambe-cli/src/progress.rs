@@ -244,7 +244,7 @@ impl Observer for Console {
                 }
                 let params = serde_json::Value::Object((*params).clone());
                 self.line(&format!(
-                    "trial {id} goes on from {donor}'s checkpoint (step {step}) with {params}"
+                    "trial {id} (bottom quantile at step {step}) goes on from {donor}'s checkpoint with {params}"
                 ));
             }
             Event::Output { id, line, .. } => self.line(&format!("[{id}] {line}")),

@@ -114,6 +114,11 @@ impl TrialDir {
     pub fn checkpoint(&self) -> PathBuf {
         self.0.join(names::CHECKPOINT)
     }
+    /// A PBT donor's checkpoint, copied when the trial was judged, to
+    /// become its checkpoint once it has stopped.
+    pub fn donor_checkpoint(&self) -> PathBuf {
+        self.0.join(".checkpoint.donor")
+    }
     /// The attempt whose results the folder takes (see
     /// `flambe_executor::wrapper::ATTEMPT_FILE`).
     pub fn attempt(&self) -> PathBuf {

@@ -74,11 +74,16 @@ pub fn ranked_table(report: &Report) {
             let time = row
                 .duration_s
                 .map_or("-".to_string(), |d| format!("{d:.1}s"));
-            let mut params: Vec<String> = row
-                .params
+            // A PBT trial ended with its latest params; where it began
+            // is in results.json.
+            let latest = row.schedule.last().map_or(&row.params, |e| &e.params);
+            let mut params: Vec<String> = latest
                 .iter()
                 .map(|(k, v)| format!("{k}={}", render_value(v)))
                 .collect();
+            if !row.schedule.is_empty() {
+                params.push(format!("(PBT: changed {}×)", row.schedule.len()));
+            }
             if let Some(parent) = &row.parent {
                 params.insert(0, format!("(from {parent})"));
             }

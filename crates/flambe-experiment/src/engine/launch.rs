@@ -95,6 +95,15 @@ impl Engine<'_> {
             attempt,
             dir: dir.path(),
         });
+        // An attempt going on from a donor has reported what the donor had.
+        let reported = match (&exploited, &stage.metric) {
+            (Some(_), Some(metric)) => {
+                self.state(self.store.metric_summary(&trial.id, metric, false))?
+                    .steps
+                    > 0
+            }
+            _ => false,
+        };
         self.executor.launch(JobSpec {
             id: trial.id.clone(),
             command,
@@ -125,7 +134,7 @@ impl Engine<'_> {
                 params: trial.params.clone(),
                 trial,
                 attempt,
-                reported: false,
+                reported,
                 early_stop: None,
                 exploit: None,
             },

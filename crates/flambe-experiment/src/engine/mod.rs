@@ -179,7 +179,7 @@ struct RunningTrial {
     reported: bool,
     early_stop: Option<String>,
     /// PBT's exploit, decided at this step, to carry out once it stops.
-    exploit: Option<(i64, crate::pbt::Exploit)>,
+    exploit: Option<pbt::PendingExploit>,
 }
 
 struct Engine<'a> {
@@ -393,8 +393,11 @@ impl Engine<'_> {
                             self.executor.cancel(&id);
                         }
                         Verdict::Exploit(exploit) => {
-                            rt.exploit = Some((step, exploit));
                             self.executor.cancel(&id);
+                            let pending = self.stage_exploit(&id, step, exploit)?;
+                            if let Some(rt) = self.running.get_mut(&id) {
+                                rt.exploit = Some(pending);
+                            }
                         }
                     }
                 }
@@ -435,10 +438,10 @@ impl Engine<'_> {
             return Ok(None);
         };
         // A trial that ended by itself before PBT's stop reached it is done.
-        if let Some((step, exploit)) = rt.exploit.take()
+        if let Some(pending) = rt.exploit.take()
             && !matches!(outcome, Outcome::Exited(0))
         {
-            return self.continue_exploited(rt, step, exploit);
+            return self.continue_exploited(rt, pending);
         }
 
         let stage = &self.exp.pipeline[rt.stage];

@@ -1,25 +1,65 @@
-//! A PBT exploit carried out: the stopped trial's checkpoint folder
-//! becomes a copy of its donor's, its new params are recorded, and it is
-//! queued again; its next attempt runs with those params and
-//! `$FLAMBE_RESTORE_FROM`.
+//! A PBT exploit carried out. When the trial is judged, its donor's
+//! checkpoint is copied aside (the donor is running then, and its
+//! checkpoint its own: by the time the trial has stopped, the donor may
+//! have been exploited in turn) with the donor's metrics so far. Once the
+//! trial has stopped, the copy becomes its checkpoint, its new params are
+//! recorded, and it is queued again; its next attempt runs with those
+//! params and `$FLAMBE_RESTORE_FROM`.
 
 use super::{Engine, Result, RunningTrial};
 use crate::error::EngineError;
+use crate::layout::TrialDir;
 use crate::options::Event;
 use crate::pbt::Exploit;
 use crate::search::Params;
 use crate::state::{Exploited, Status, Trial};
 use std::path::Path;
 
+/// An exploit decided, waiting for the trial to stop.
+pub(super) struct PendingExploit {
+    /// The step it was judged at.
+    pub step: i64,
+    pub exploit: Exploit,
+    /// The donor's metrics when it was copied: (step, name, value).
+    pub inherited: Vec<(i64, String, f64)>,
+}
+
 impl Engine<'_> {
-    /// The exploited trial `rt` has stopped: it goes on as `exploit` says
+    /// Trial `id` was judged at `step`: its donor's checkpoint and metrics
+    /// as they are now, set aside for when it has stopped.
+    pub(super) fn stage_exploit(
+        &self,
+        id: &str,
+        step: i64,
+        exploit: Exploit,
+    ) -> Result<PendingExploit> {
+        let staged = self.dir.trial(id).donor_checkpoint();
+        copy_into(&self.dir.trial(&exploit.donor).checkpoint(), &staged).map_err(|source| {
+            EngineError::Io {
+                what: format!("cannot copy the checkpoint of {} for {id}", exploit.donor),
+                source,
+            }
+        })?;
+        let inherited = self.state(self.store.trial_metrics(&exploit.donor))?;
+        Ok(PendingExploit {
+            step,
+            exploit,
+            inherited,
+        })
+    }
+
+    /// The exploited trial `rt` has stopped: it goes on as `pending` says
     /// from attempt `rt.attempt + 1`. Returns it, to queue.
     pub(super) fn continue_exploited(
         &mut self,
         rt: RunningTrial,
-        step: i64,
-        exploit: Exploit,
+        pending: PendingExploit,
     ) -> Result<Option<Trial>> {
+        let PendingExploit {
+            step,
+            exploit,
+            inherited,
+        } = pending;
         let id = rt.trial.id.clone();
         let dir = self.dir.trial(&id);
         let next = rt.attempt + 1;
@@ -28,9 +68,8 @@ impl Engine<'_> {
         // attempt's checkpoint (a factory's mirror) is refused.
         std::fs::write(dir.attempt(), next.to_string())
             .map_err(io(format!("cannot write the attempt of {id}")))?;
-        let from = self.dir.trial(&exploit.donor).checkpoint();
-        copy_checkpoint(&from, &dir.checkpoint()).map_err(io(format!(
-            "cannot copy the checkpoint of {} for {id}",
+        swap_in(&dir).map_err(io(format!(
+            "cannot put the checkpoint of {} in place for {id}",
             exploit.donor
         )))?;
         let change = Exploited {
@@ -40,6 +79,19 @@ impl Engine<'_> {
             donor: exploit.donor,
         };
         self.state(self.store.record_exploit(&id, &change))?;
+        // Its next attempt begins with the donor's curve: it goes on from
+        // the donor's state, and should it end without reporting again,
+        // the donor's values are its result.
+        for step_values in inherited.chunk_by(|a, b| a.0 == b.0) {
+            let values: Vec<(String, f64)> = step_values
+                .iter()
+                .map(|(_, n, v)| (n.clone(), *v))
+                .collect();
+            self.state(
+                self.store
+                    .record_metrics(&id, next, step_values[0].0, &values),
+            )?;
+        }
         let detail = format!(
             "stopped by PBT at step {step}: goes on from {}'s checkpoint",
             change.donor
@@ -75,61 +127,73 @@ impl Engine<'_> {
     }
 }
 
-/// Replace `to` with a copy of `from` (links copied as links): built
-/// beside it and renamed in, so `to` is whole or as it was. A donor that
-/// never wrote a checkpoint gives an empty one.
-fn copy_checkpoint(from: &Path, to: &Path) -> std::io::Result<()> {
-    let name = to
-        .file_name()
-        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
-    let parent = to.parent().unwrap_or(Path::new("."));
-    let fresh = parent.join(format!(".{name}.next"));
-    let old = parent.join(format!(".{name}.old"));
-    for leftover in [&fresh, &old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover)?;
-        }
+/// `to` made a copy of `from` (links copied as links), whatever it held;
+/// a donor that never wrote a checkpoint gives an empty one.
+fn copy_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
     }
-    std::fs::create_dir_all(&fresh)?;
+    std::fs::create_dir_all(to)?;
     if from.is_dir() {
-        copy_tree(from, &fresh)?;
+        copy_tree(from, to)?;
+    }
+    Ok(())
+}
+
+/// The trial's staged donor checkpoint becomes its checkpoint by renames,
+/// so the checkpoint is whole, either the old one or the donor's.
+fn swap_in(dir: &TrialDir) -> std::io::Result<()> {
+    let (staged, to) = (dir.donor_checkpoint(), dir.checkpoint());
+    let old = dir.path().join(".checkpoint.old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
     }
     if to.exists() {
-        std::fs::rename(to, &old)?;
+        std::fs::rename(&to, &old)?;
     }
-    std::fs::rename(&fresh, to)?;
+    std::fs::rename(&staged, &to)?;
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
     }
     Ok(())
 }
 
+/// The donor may be running and writing its checkpoint as it is copied:
+/// an entry that is renamed away meanwhile (a temporary file) is skipped.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else if kind.is_dir() {
-            std::fs::create_dir(&target)?;
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
+        gone((|| {
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)
+            } else if kind.is_dir() {
+                std::fs::create_dir(&target)?;
+                copy_tree(&entry.path(), &target)
+            } else {
+                std::fs::copy(entry.path(), &target).map(drop)
+            }
+        })())?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::copy_checkpoint;
+    use super::{copy_into, swap_in};
+    use crate::layout::ResultsDir;
 
     #[test]
     fn a_checkpoint_is_replaced_whole_by_the_donors() {
         let tmp = tempfile::tempdir().unwrap();
-        let donor = tmp.path().join("d/checkpoint");
-        let mine = tmp.path().join("m/checkpoint");
+        let results = ResultsDir::at(tmp.path());
+        let (d, m) = (results.trial("d"), results.trial("m"));
+        let (donor, mine) = (d.checkpoint(), m.checkpoint());
         std::fs::create_dir_all(donor.join("sub")).unwrap();
         std::fs::create_dir_all(&mine).unwrap();
         std::fs::write(donor.join("state"), "donor").unwrap();
@@ -137,7 +201,10 @@ mod tests {
         std::os::unix::fs::symlink("state", donor.join("latest")).unwrap();
         std::fs::write(mine.join("state"), "mine").unwrap();
         std::fs::write(mine.join("stale"), "old").unwrap();
-        copy_checkpoint(&donor, &mine).unwrap();
+        copy_into(&donor, &m.donor_checkpoint()).unwrap();
+        // The donor goes on writing after the copy: the trial gets the copy.
+        std::fs::write(donor.join("state"), "donor, later").unwrap();
+        swap_in(&m).unwrap();
         assert_eq!(
             std::fs::read_to_string(mine.join("state")).unwrap(),
             "donor"
@@ -148,10 +215,11 @@ mod tests {
             std::path::Path::new("state")
         );
         assert!(!mine.join("stale").exists());
-        let left: Vec<_> = std::fs::read_dir(tmp.path().join("m")).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(m.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "only the checkpoint is left beside it");
         // A donor without a checkpoint gives an empty one.
-        copy_checkpoint(&tmp.path().join("nowhere"), &mine).unwrap();
+        copy_into(&tmp.path().join("nowhere"), &m.donor_checkpoint()).unwrap();
+        swap_in(&m).unwrap();
         assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 0);
     }
 }
