@@ -45,7 +45,11 @@ fn trial_dir(dir: &Path) -> PathBuf {
 
 /// The steps the trial's latest attempt reported, in order.
 fn steps(dir: &Path) -> Vec<i64> {
-    std::fs::read_to_string(trial_dir(dir).join("metrics.jsonl"))
+    steps_in(&trial_dir(dir))
+}
+
+fn steps_in(trial: &Path) -> Vec<i64> {
+    std::fs::read_to_string(trial.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
@@ -57,13 +61,22 @@ fn steps(dir: &Path) -> Vec<i64> {
 }
 
 fn flambe(config: &Path) -> Command {
+    flambe_on(config, 1)
+}
+
+fn flambe_on(config: &Path, cpus: u32) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("flambe"));
-    cmd.arg(config).args(["--no-site", "--cpus", "1"]);
+    cmd.arg(config)
+        .args(["--no-site", "--cpus", &cpus.to_string()]);
     cmd
 }
 
 fn run_ok(config: &Path) {
-    let out = flambe(config).output().unwrap();
+    run_ok_on(config, 1);
+}
+
+fn run_ok_on(config: &Path, cpus: u32) {
+    let out = flambe_on(config, cpus).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -110,33 +123,9 @@ fn a_trial_of_a_killed_driver_resumes_from_its_checkpoint_on_the_rerun() {
     assert_resumed_at_51(tmp.path());
 }
 
-/// A toy whose best learning rate falls as it trains: each step shrinks
-/// `v` by (1 − lr), and the loss has a floor that grows with lr. Its state
-/// (owner, step, v) is its checkpoint; it says on stdout what it restored.
-const TOY: &str = r#"import json, os, sys, time
-lr = float(sys.argv[1])
-me, ck = os.environ["FLAMBE_TRIAL"], os.environ["FLAMBE_CHECKPOINT"]
-src = os.environ.get("FLAMBE_RESTORE_FROM", ck)
-state = {"owner": me, "step": 0, "v": 1.0}
-try:
-    with open(os.path.join(src, "state.json")) as f:
-        state = json.load(f)
-except FileNotFoundError:
-    pass
-print("restored owner=%s step=%d lr=%s attempt=%s" % (state["owner"], state["step"], lr, os.environ["FLAMBE_ATTEMPT"]), flush=True)
-with open(os.environ["FLAMBE_METRICS"], "a") as metrics:
-    while state["step"] < 80:
-        state["step"] += 1
-        state["v"] *= 1 - lr
-        state["owner"] = me
-        tmp = os.path.join(ck, "state.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, os.path.join(ck, "state.json"))
-        metrics.write(json.dumps({"step": state["step"], "loss": state["v"] + 0.2 * lr}) + "\n")
-        metrics.flush()
-        time.sleep(0.015)
-"#;
+/// A toy whose best learning rate falls as it trains (its comment says
+/// how); it prints what it restored from.
+const TOY: &str = include_str!("../../../scripts/bench/pbt_toy.py");
 
 /// Six learning rates, trained with `scheduler` (or without one); the rows
 /// of `results.json`.
@@ -152,22 +141,18 @@ fn toy_population(dir: &Path, name: &str, scheduler: &str) -> Vec<serde_json::Va
         ),
     )
     .unwrap();
-    let out = Command::new(assert_cmd::cargo::cargo_bin("flambe"))
-        .arg(&config)
-        .args(["--no-site", "--cpus", "6"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok_on(&config, 6);
     let results = std::fs::read(dir.join("runs").join(name).join("results.json")).unwrap();
     serde_json::from_slice(&results).unwrap()
 }
 
+fn stage_rows<'a>(rows: &'a [serde_json::Value], stage: &str) -> Vec<&'a serde_json::Value> {
+    rows.iter().filter(|r| r["stage"] == stage).collect()
+}
+
 fn best_final(rows: &[serde_json::Value]) -> f64 {
-    rows.iter()
+    stage_rows(rows, "train")
+        .into_iter()
         .map(|r| r["final_metric"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min)
 }
@@ -179,7 +164,7 @@ fn pbt_clones_go_on_from_their_donors_checkpoints_and_beat_the_typical_fixed_rat
     let pbt = toy_population(
         tmp.path(),
         "pbt",
-        "    scheduler: !PBT {perturbation_interval: 2, quantile: 0.25, mutations: [lr]}\n",
+        "    scheduler: !PBT {perturbation_interval: 2, quantile: 0.25, mutations: [lr]}\n  eval: !Stage\n    run: echo {train.params.lr} > {out}/lr\n",
     );
     // Fixed rates end at (1 − lr)^80 + 0.2 lr: 0.020 (lr 0.1) at best,
     // 0.06 at the median. PBT's lineages start fast and slow down as v
@@ -201,7 +186,7 @@ fn pbt_clones_go_on_from_their_donors_checkpoints_and_beat_the_typical_fixed_rat
         best_final(&fixed)
     );
     let mut exploits = 0;
-    for row in &pbt {
+    for row in stage_rows(&pbt, "train") {
         let id = row["id"].as_str().unwrap();
         assert_eq!(row["status"], "succeeded", "{row}");
         let trial = tmp.path().join("runs/pbt/trials").join(id);
@@ -242,16 +227,23 @@ fn pbt_clones_go_on_from_their_donors_checkpoints_and_beat_the_typical_fixed_rat
             last_step = step;
         }
         // The latest attempt's own lines go on from the step it restored.
-        let own: Vec<i64> = std::fs::read_to_string(trial.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                    .as_i64()
-                    .unwrap()
-            })
-            .collect();
+        let own = steps_in(&trial);
         assert_eq!(own, (last_step + 1..=80).collect::<Vec<_>>(), "{id}");
     }
     assert!(exploits >= 2, "PBT changed {exploits} trials");
+    // A later stage sees the params each trial ended with.
+    for eval in stage_rows(&pbt, "eval") {
+        let parent = pbt.iter().find(|r| r["id"] == eval["parent"]).unwrap();
+        let ended = match parent["schedule"].as_array() {
+            Some(s) => &s.last().unwrap()["params"]["lr"],
+            None => &parent["params"]["lr"],
+        };
+        let out = tmp
+            .path()
+            .join("runs/pbt/trials")
+            .join(eval["id"].as_str().unwrap());
+        let seen = std::fs::read_to_string(out.join("out/lr")).unwrap();
+        assert_eq!(seen.trim(), ended.to_string(), "{eval}");
+    }
+    assert_eq!(stage_rows(&pbt, "eval").len(), 6);
 }

@@ -144,6 +144,9 @@ fn print_experiment(exp: &Experiment, plan: &ExperimentPlan, recorded: Option<Re
                 .map_or("keeps all".to_string(), |r| format!("keeps the best {r}"));
             println!("  metric {metric} ({mode}), {keeps}");
         }
+        if let Some(scheduler) = &stage.scheduler {
+            println!("  scheduler: {}", scheduler_text(scheduler));
+        }
         println!("  run: {}", stage.run);
         print_env("  ", &stage.env);
         let label = if sp.parents.is_none() {
@@ -273,5 +276,41 @@ fn print_setup(cmds: &[String]) {
     println!("  setup_cmds on every host, in order:");
     for cmd in cmds {
         println!("    $ {cmd}");
+    }
+}
+
+/// What a stage's scheduler does, in a line.
+fn scheduler_text(s: &flambe_config::Scheduler) -> String {
+    use flambe_config::Scheduler;
+    match s {
+        Scheduler::Asha {
+            max_t,
+            grace_period,
+            reduction_factor,
+        } => format!("ASHA, rungs from step {grace_period} ×{reduction_factor} up to {max_t}"),
+        Scheduler::HyperBand {
+            max_t,
+            grace_period,
+            reduction_factor,
+            brackets,
+        } => format!(
+            "HyperBand, {brackets} brackets, rungs from step {grace_period} ×{reduction_factor} up to {max_t}"
+        ),
+        Scheduler::MedianStopping {
+            grace_period,
+            min_samples,
+        } => format!(
+            "median stopping after step {grace_period}, once {min_samples} trials reported there"
+        ),
+        Scheduler::Pbt {
+            perturbation_interval,
+            quantile,
+            resample_probability,
+            mutations,
+        } => format!(
+            "PBT every {perturbation_interval} steps: the bottom {q}% go on from the top {q}%'s checkpoints, mutating {} (resampled with p {resample_probability})",
+            mutations.join(", "),
+            q = quantile * 100.0
+        ),
     }
 }

@@ -37,12 +37,20 @@ impl Engine<'_> {
             Ref::UpstreamOut(s) => self
                 .ancestor(trial, s)
                 .map(|a| self.out_dir(&a.id).display().to_string()),
-            Ref::UpstreamParam(s, p) => self
-                .ancestor(trial, s)?
-                .params
-                .get(p)
-                .map(render_value)
-                .ok_or_else(|| format!("no param `{p}` in stage `{s}`")),
+            Ref::UpstreamParam(s, p) => {
+                // A PBT ancestor's are the params it ended with.
+                let ancestor = self.ancestor(trial, s)?;
+                let schedule = self
+                    .store
+                    .schedule(&ancestor.id)
+                    .map_err(|e| e.to_string())?;
+                schedule
+                    .last()
+                    .map_or(&ancestor.params, |e| &e.params)
+                    .get(p)
+                    .map(render_value)
+                    .ok_or_else(|| format!("no param `{p}` in stage `{s}`"))
+            }
             Ref::Invalid => Err(format!("unknown placeholder {{{}}}", path.join("."))),
         })
     }
