@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): PBT against the fixed learning rates it starts
-# from, on the toy of scripts/bench/pbt_toy.py (six rates, 80 steps, the
+# from, on the toy of scripts/bench/pbt_toy.py (six rates, 30 steps, the
 # best rate falling as v shrinks). Runs the six rates once without a
 # scheduler (their results do not depend on timing) and RUNS times (default
 # 10) with `!PBT {perturbation_interval: 2, quantile: 0.25, mutations:
@@ -51,7 +51,7 @@ import statistics, sys
 fixed, pbt = float(sys.argv[1]), sorted(map(float, sys.argv[2:]))
 print("| run | best final loss |")
 print("|---|---|")
-print(f"| best fixed rate (lr 0.1) | {fixed:.4f} |")
+print(f"| best fixed rate (lr 0.2) | {fixed:.4f} |")
 print(f"| PBT, median of {len(pbt)} | {statistics.median(pbt):.4f} |")
 print(f"| PBT, best / worst | {pbt[0]:.4f} / {pbt[-1]:.4f} |")
 wins = sum(p < fixed for p in pbt)

@@ -158,7 +158,7 @@ fn best_final(rows: &[serde_json::Value]) -> f64 {
 }
 
 #[test]
-fn pbt_clones_go_on_from_their_donors_checkpoints_and_beat_the_typical_fixed_rate() {
+fn pbt_beats_the_best_fixed_rate_and_its_clones_go_on_from_their_donors_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let fixed = toy_population(tmp.path(), "fixed", "");
     let pbt = toy_population(
@@ -166,24 +166,13 @@ fn pbt_clones_go_on_from_their_donors_checkpoints_and_beat_the_typical_fixed_rat
         "pbt",
         "    scheduler: !PBT {perturbation_interval: 2, quantile: 0.25, mutations: [lr]}\n  eval: !Stage\n    run: echo {train.params.lr} > {out}/lr\n",
     );
-    // Fixed rates end at (1 − lr)^80 + 0.2 lr: 0.020 (lr 0.1) at best,
-    // 0.06 at the median. PBT's lineages start fast and slow down as v
-    // shrinks. How far below the best fixed rate it gets varies with the
-    // order the trials report in (scripts/bench-pbt.sh measures it); its
-    // best is below the median fixed rate's whatever that order.
-    let median = {
-        let mut finals: Vec<f64> = fixed
-            .iter()
-            .map(|r| r["final_metric"].as_f64().unwrap())
-            .collect();
-        finals.sort_by(f64::total_cmp);
-        (finals[2] + finals[3]) / 2.0
-    };
-    let pbt_best = best_final(&pbt);
+    // Fixed rates end at (1 − lr)^30 + 0.2 lr: 0.041 (lr 0.2) at best.
+    // PBT's lineages start fast and slow down as v shrinks: 0.005–0.014
+    // over 20 runs here (scripts/bench-pbt.sh).
+    let (fixed_best, pbt_best) = (best_final(&fixed), best_final(&pbt));
     assert!(
-        pbt_best < median,
-        "PBT's best {pbt_best} is not below the median fixed rate's {median} (best {})",
-        best_final(&fixed)
+        pbt_best < fixed_best * 0.75,
+        "PBT's best {pbt_best} is not clearly below the best fixed rate's {fixed_best}"
     );
     let mut exploits = 0;
     for row in stage_rows(&pbt, "train") {
@@ -228,7 +217,7 @@ fn pbt_clones_go_on_from_their_donors_checkpoints_and_beat_the_typical_fixed_rat
         }
         // The latest attempt's own lines go on from the step it restored.
         let own = steps_in(&trial);
-        assert_eq!(own, (last_step + 1..=80).collect::<Vec<_>>(), "{id}");
+        assert_eq!(own, (last_step + 1..=30).collect::<Vec<_>>(), "{id}");
     }
     assert!(exploits >= 2, "PBT changed {exploits} trials");
     // A later stage sees the params each trial ended with.
