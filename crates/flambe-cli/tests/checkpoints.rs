@@ -2,7 +2,13 @@
 //! trial that died at step 50 of 100 (its command failing, or its driver
 //! SIGKILLed) goes on from step 51 at its next attempt, not from step 1.
 //! (On a cluster, the same after a factory is cut off: `cluster_faults`.)
+//! And PBT on a toy whose best learning rate falls as it trains: it beats
+//! the best fixed rate, and each clone goes on from its donor's checkpoint
+//! (the same on a cluster: `remote_run`).
 
+mod common;
+
+use common::pbt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,19 +51,7 @@ fn trial_dir(dir: &Path) -> PathBuf {
 
 /// The steps the trial's latest attempt reported, in order.
 fn steps(dir: &Path) -> Vec<i64> {
-    steps_in(&trial_dir(dir))
-}
-
-fn steps_in(trial: &Path) -> Vec<i64> {
-    std::fs::read_to_string(trial.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect()
+    pbt::steps_in(&trial_dir(dir))
 }
 
 fn flambe(config: &Path) -> Command {
@@ -123,116 +117,31 @@ fn a_trial_of_a_killed_driver_resumes_from_its_checkpoint_on_the_rerun() {
     assert_resumed_at_51(tmp.path());
 }
 
-/// A toy whose best learning rate falls as it trains (its comment says
-/// how); it prints what it restored from.
-const TOY: &str = include_str!("../../../scripts/bench/pbt_toy.py");
-
-/// Six learning rates, trained with `scheduler` (or without one); the rows
-/// of `results.json`.
-fn toy_population(dir: &Path, name: &str, scheduler: &str) -> Vec<serde_json::Value> {
-    let script = dir.join("toy.py");
-    std::fs::write(&script, TOY).unwrap();
-    let config = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "!Experiment\nname: {name}\nsave_path: ./runs\npipeline:\n  train: !Stage\n    run: python3 {} {{lr}}\n    params:\n      lr: !g [0.025, 0.05, 0.1, 0.2, 0.4, 0.8]\n    metric: loss\n    mode: min\n{scheduler}",
-            script.display()
-        ),
-    )
-    .unwrap();
-    run_ok_on(&config, 6);
+/// Six learning rates of the toy, trained with `rest` (a scheduler, more
+/// stages) or without; the rows of `results.json`.
+fn toy_population(dir: &Path, name: &str, rest: &str) -> Vec<serde_json::Value> {
+    run_ok_on(&pbt::toy_config(dir, name, rest), 6);
     let results = std::fs::read(dir.join("runs").join(name).join("results.json")).unwrap();
     serde_json::from_slice(&results).unwrap()
-}
-
-fn stage_rows<'a>(rows: &'a [serde_json::Value], stage: &str) -> Vec<&'a serde_json::Value> {
-    rows.iter().filter(|r| r["stage"] == stage).collect()
-}
-
-fn best_final(rows: &[serde_json::Value]) -> f64 {
-    stage_rows(rows, "train")
-        .into_iter()
-        .map(|r| r["final_metric"].as_f64().unwrap())
-        .fold(f64::INFINITY, f64::min)
 }
 
 #[test]
 fn pbt_beats_the_best_fixed_rate_and_its_clones_go_on_from_their_donors_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let fixed = toy_population(tmp.path(), "fixed", "");
-    let pbt = toy_population(
-        tmp.path(),
-        "pbt",
-        "    scheduler: !PBT {perturbation_interval: 2, quantile: 0.25, mutations: [lr]}\n  eval: !Stage\n    run: echo {train.params.lr} > {out}/lr\n",
-    );
+    let pbt = toy_population(tmp.path(), "pbt", pbt::PBT_AND_EVAL);
     // Fixed rates end at (1 − lr)^30 + 0.2 lr: 0.041 (lr 0.2) at best.
     // PBT's lineages start fast and slow down as v shrinks: 0.005–0.014
     // over 20 runs here (scripts/bench-pbt.sh).
-    let (fixed_best, pbt_best) = (best_final(&fixed), best_final(&pbt));
+    let (fixed_best, pbt_best) = (pbt::best_final(&fixed), pbt::best_final(&pbt));
     assert!(
         pbt_best < fixed_best * 0.75,
         "PBT's best {pbt_best} is not clearly below the best fixed rate's {fixed_best}"
     );
-    let mut exploits = 0;
-    for row in stage_rows(&pbt, "train") {
-        let id = row["id"].as_str().unwrap();
-        assert_eq!(row["status"], "succeeded", "{row}");
-        let trial = tmp.path().join("runs/pbt/trials").join(id);
-        let stdout = std::fs::read_to_string(trial.join("stdout.log")).unwrap();
-        let restored: Vec<&str> = stdout
-            .lines()
-            .filter(|l| l.starts_with("restored "))
-            .collect();
-        let schedule = row["schedule"].as_array().cloned().unwrap_or_default();
-        assert_eq!(
-            restored.len(),
-            1 + schedule.len(),
-            "one attempt per change: {stdout}"
-        );
-        assert!(restored[0].starts_with(&format!("restored owner={id} step=0 ")));
-        let mut last_step = 0;
-        for (e, line) in schedule.iter().zip(&restored[1..]) {
-            exploits += 1;
-            let donor = e["donor"].as_str().unwrap();
-            let lr = e["params"]["lr"].as_f64().unwrap();
-            let attempt = e["attempt"].as_i64().unwrap();
-            assert_ne!(donor, id);
-            // The checkpoint it found is its donor's, made at or after the
-            // step it was judged at.
-            let head = format!("restored owner={donor} step=");
-            assert!(line.starts_with(&head), "{id}: {line} for {e}");
-            let step: i64 = line[head.len()..]
-                .split(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!(step >= 1, "{line}");
-            assert!(
-                line.ends_with(&format!(" lr={lr} attempt={attempt}")),
-                "{line} for {e}"
-            );
-            last_step = step;
-        }
-        // The latest attempt's own lines go on from the step it restored.
-        let own = steps_in(&trial);
-        assert_eq!(own, (last_step + 1..=30).collect::<Vec<_>>(), "{id}");
-    }
+    let exploits = pbt::assert_clones_went_on_from_their_donors(
+        &pbt,
+        &tmp.path().join("runs/pbt/trials"),
+        true,
+    );
     assert!(exploits >= 2, "PBT changed {exploits} trials");
-    // A later stage sees the params each trial ended with.
-    for eval in stage_rows(&pbt, "eval") {
-        let parent = pbt.iter().find(|r| r["id"] == eval["parent"]).unwrap();
-        let ended = match parent["schedule"].as_array() {
-            Some(s) => &s.last().unwrap()["params"]["lr"],
-            None => &parent["params"]["lr"],
-        };
-        let out = tmp
-            .path()
-            .join("runs/pbt/trials")
-            .join(eval["id"].as_str().unwrap());
-        let seen = std::fs::read_to_string(out.join("out/lr")).unwrap();
-        assert_eq!(seen.trim(), ended.to_string(), "{eval}");
-    }
-    assert_eq!(stage_rows(&pbt, "eval").len(), 6);
 }

@@ -288,6 +288,33 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // PBT on the cluster: the engine on the orchestrator copies a donor's
+    // checkpoint (the wrapper's mirror of it) and the clone's next attempt,
+    // on whichever factory, fetches it before it starts.
+    let config = common::pbt::toy_config(dir.path(), "pbt", common::pbt::PBT_AND_EVAL);
+    let (code, text) = flambe(&[
+        config.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let pulled = dir.path().join("pulled-pbt");
+    let (code, text) = flambe(&[
+        "pull".as_ref(),
+        "pbt".as_ref(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--to".as_ref(),
+        pulled.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let rows: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("results.json")).unwrap())
+            .unwrap();
+    let exploits =
+        common::pbt::assert_clones_went_on_from_their_donors(&rows, &pulled.join("trials"), false);
+    assert!(exploits >= 1, "PBT changed no trial on the cluster");
 }
 
 fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {

@@ -18,6 +18,15 @@ fn bin() -> PathBuf {
 
 /// An experiment whose trials report `score` at steps 1..=STEPS.
 fn write_experiment(dir: &Path, name: &str, sleep: f64) -> PathBuf {
+    write_gated_experiment(dir, name, sleep, None)
+}
+
+/// [`write_experiment`] whose trials wait for `gate` to exist before
+/// their first step.
+fn write_gated_experiment(dir: &Path, name: &str, sleep: f64, gate: Option<&Path>) -> PathBuf {
+    let wait = gate.map_or(String::new(), |g| {
+        format!("while [ ! -e {} ]; do sleep 0.05; done; ", g.display())
+    });
     let config = dir.join("exp.yaml");
     std::fs::write(
         &config,
@@ -28,7 +37,7 @@ save_path: ./runs
 pipeline:
   train: !Stage
     run: |-
-      for step in 1 2 3 4 5; do echo "{{\"step\": $step, \"score\": $(python3 -c "print({{q}} * $step / 10)")}}" >> $FLAMBE_METRICS; sleep {sleep}; done; echo model-{{q}} > {{out}}/model.txt; echo trained {{q}}
+      {wait}for step in 1 2 3 4 5; do echo "{{\"step\": $step, \"score\": $(python3 -c "print({{q}} * $step / 10)")}}" >> $FLAMBE_METRICS; sleep {sleep}; done; echo model-{{q}} > {{out}}/model.txt; echo trained {{q}}
     params:
       q: !g [1, 5, 3, 4, 2, 6]
     cpus: 1
@@ -304,7 +313,10 @@ fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = write_experiment(dir.path(), "browser", 0.4);
+    // The trials wait until the browser has read the first count, so it
+    // sees the count rise however long Chromium takes to start.
+    let gate = dir.path().join("browser-is-watching");
+    let config = write_gated_experiment(dir.path(), "browser", 0.4, Some(&gate));
     let mut run = std::process::Command::new(bin())
         .arg(&config)
         .args(["--cpus", "2", "--no-site"])
@@ -338,6 +350,7 @@ fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
         .arg(&url)
         .arg(&shots)
         .arg("6")
+        .arg(&gate)
         .env("PLAYWRIGHT_CORE", &playwright)
         .env("CHROMIUM", &chromium)
         .output()

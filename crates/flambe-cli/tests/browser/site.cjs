@@ -1,12 +1,14 @@
 // Drives the report site in headless Chromium (Debian's) with playwright-core.
-//   node site.cjs URL OUTDIR EXPECTED_TRIALS
+//   node site.cjs URL OUTDIR EXPECTED_TRIALS [GATE]
 // Prints one JSON object with what it saw; screenshots and the downloaded
-// output go to OUTDIR.
+// output go to OUTDIR. Once it has read the first trial count it creates
+// GATE, the file the experiment's trials wait for.
 const { chromium } = require(process.env.PLAYWRIGHT_CORE || "playwright-core");
 const path = require("path");
+const fs = require("fs");
 
 (async () => {
-  const [url, outDir, expected] = process.argv.slice(2);
+  const [url, outDir, expected, gate] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -22,6 +24,7 @@ const path = require("path");
     for (;;) {
       const text = await page.textContent("[data-testid=trial-count]").catch(() => null);
       if (text && result.counts[result.counts.length - 1] !== text) result.counts.push(text);
+      if (text && gate && !fs.existsSync(gate)) fs.writeFileSync(gate, "");
       if (text === final) break;
       if (Date.now() > deadline) throw new Error("the count never reached " + final + ": " + result.counts.join(", "));
       await page.waitForTimeout(100);

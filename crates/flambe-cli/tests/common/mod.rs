@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 
+pub mod pbt;
 pub mod ray_cluster;
 
 /// GET `path` from `url` (`http://127.0.0.1:PORT[/]` or `127.0.0.1:PORT`):
