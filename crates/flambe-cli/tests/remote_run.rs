@@ -315,6 +315,57 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     let exploits =
         common::pbt::assert_clones_went_on_from_their_donors(&rows, &pulled.join("trials"), false);
     assert!(exploits >= 1, "PBT changed no trial on the cluster");
+
+    // Grown by one learning rate, the finished experiment runs on the
+    // cluster only what is new: that rate's trial and its eval.
+    let grown = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("0.4, 0.8]", "0.4, 0.8, 0.6]");
+    std::fs::write(&config, grown).unwrap();
+    let (code, text) = flambe(&[
+        config.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let pulled = dir.path().join("pulled-grown");
+    let (code, text) = flambe(&[
+        "pull".as_ref(),
+        "pbt".as_ref(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--to".as_ref(),
+        pulled.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let after: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("results.json")).unwrap())
+            .unwrap();
+    let fields = |r: &Value| {
+        (
+            r["attempts"].clone(),
+            r["final_metric"].clone(),
+            r["duration_s"].clone(),
+        )
+    };
+    for before in &rows {
+        let now = after
+            .iter()
+            .find(|r| r["id"] == before["id"])
+            .expect("kept");
+        assert_eq!(fields(now), fields(before), "{} ran again", before["id"]);
+    }
+    let new: Vec<(&str, &Value)> = after
+        .iter()
+        .filter(|r| !rows.iter().any(|b| b["id"] == r["id"]))
+        .map(|r| (r["id"].as_str().unwrap(), &r["status"]))
+        .collect();
+    let succeeded = Value::from("succeeded");
+    assert_eq!(
+        new,
+        [("train-006", &succeeded), ("eval-006", &succeeded)],
+        "{after:?}"
+    );
 }
 
 fn slow_experiment(dir: &Path, name: &str, seconds: u32) -> PathBuf {
