@@ -131,7 +131,6 @@ impl Engine<'_> {
             trial.id.clone(),
             RunningTrial {
                 stage: stage_index,
-                params: trial.params.clone(),
                 trial,
                 attempt,
                 reported,

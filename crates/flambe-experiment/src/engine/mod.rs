@@ -172,10 +172,9 @@ pub(crate) async fn run_on(
 
 struct RunningTrial {
     stage: usize,
+    /// As this attempt runs it: with PBT's latest params for it.
     trial: Trial,
     attempt: u32,
-    /// The params this attempt runs with (PBT changes them).
-    params: crate::search::Params,
     reported: bool,
     early_stop: Option<String>,
     /// PBT's exploit, decided at this step, to carry out once it stops.
@@ -386,7 +385,7 @@ impl Engine<'_> {
                 }
                 let deciding = rt.early_stop.is_none() && rt.exploit.is_none();
                 if let (Some(value), Some(scheduler), true) = (watched, scheduler, deciding) {
-                    match scheduler.on_result(&id, rt.trial.index, &rt.params, step, value) {
+                    match scheduler.on_result(&id, rt.trial.index, &rt.trial.params, step, value) {
                         Verdict::Continue => {}
                         Verdict::Stop(reason) => {
                             rt.early_stop = Some(reason);
