@@ -24,6 +24,8 @@
 //! did, by publishing 100% CPU points): dashboards and other alarms keep the
 //! truth, and the resets are visible as what they are.
 
+use crate::error::IdleTimeoutError;
+
 /// CPU (maximum over a period, percent) below which a period is idle.
 pub const IDLE_CPU_PERCENT: f64 = 5.0;
 pub const ACTIVITY_NAMESPACE: &str = "Flambe/Activity";
@@ -67,21 +69,17 @@ impl AlarmPlan {
 
 /// The alarm for `hours` of idleness: `Ok(None)` for -1 (no alarm), an error
 /// message for a timeout CloudWatch cannot express.
-pub fn plan(hours: f64, monitoring: Monitoring) -> Result<Option<AlarmPlan>, String> {
+pub fn plan(hours: f64, monitoring: Monitoring) -> Result<Option<AlarmPlan>, IdleTimeoutError> {
     if hours == -1.0 {
         return Ok(None);
     }
     if !hours.is_finite() || hours < 0.0 {
-        return Err(format!(
-            "{hours} hours is not a timeout: use hours ≥ 0 (0: as soon as CPU goes down) or -1 (never)"
-        ));
+        return Err(IdleTimeoutError::NotATimeout { hours });
     }
     let resolution = monitoring.resolution_secs();
     let wanted = (hours * HOUR as f64).ceil() as u64;
     if wanted > WEEK {
-        return Err(format!(
-            "{hours} hours of idleness cannot be watched by a CloudWatch alarm, which looks back at most 7 days (168 hours)\nhint: use at most 168, or -1 for no automatic shutdown"
-        ));
+        return Err(IdleTimeoutError::BeyondCloudWatch { hours });
     }
     let period = if wanted <= DAY { resolution } else { HOUR };
     let evaluations = wanted.div_ceil(period).max(1);
@@ -158,7 +156,7 @@ mod tests {
         // Rounded up to whole periods.
         assert_eq!(p(0.1).window_secs(), 600);
         let err = plan(200.0, Monitoring::Basic).unwrap_err();
-        assert!(err.contains("at most 7 days"), "{err}");
+        assert!(err.to_string().contains("at most 7 days"), "{err}");
         assert!(plan(-2.0, Monitoring::Basic).is_err());
     }
 }

@@ -35,6 +35,19 @@ pub enum AwsError {
         failure: Box<AwsError>,
         terminated: String,
     },
+    #[error("{failure}\nthen terminating {created} (created by this run) failed too: {detail}")]
+    RollbackFailed {
+        failure: Box<AwsError>,
+        created: String,
+        detail: String,
+    },
+    #[error("{field}: {problem}")]
+    IdleTimeout {
+        field: &'static str,
+        problem: IdleTimeoutError,
+    },
+    #[error("{name} has no public address (its subnet gives none)")]
+    NoPublicAddress { name: String },
     #[error("{0}")]
     Cluster(#[from] ClusterError),
     #[error("{what}: {source}")]
@@ -51,9 +64,32 @@ impl flambe_config::hint::Hint for AwsError {
             AwsError::NoDefaultAmi { .. } => {
                 Some("set `orchestrator_ami` and `factory_ami` in the cluster file".into())
             }
+            AwsError::RollbackFailed { .. } => Some("terminate them in the EC2 console".into()),
+            AwsError::IdleTimeout {
+                problem: IdleTimeoutError::BeyondCloudWatch { .. },
+                ..
+            } => Some("use at most 168, or -1 for no automatic shutdown".into()),
+            AwsError::NoPublicAddress { .. } => Some(
+                "use a subnet that maps public addresses, or `use_public: false` from inside the VPC"
+                    .into(),
+            ),
             _ => None,
         }
     }
+}
+
+/// An idle timeout (`orchestrator_timeout`, `factories_timeout`) that no
+/// CloudWatch alarm can watch.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IdleTimeoutError {
+    #[error(
+        "{hours} hours is not a timeout: use hours ≥ 0 (0: as soon as CPU goes down) or -1 (never)"
+    )]
+    NotATimeout { hours: f64 },
+    #[error(
+        "{hours} hours of idleness cannot be watched by a CloudWatch alarm, which looks back at most 7 days (168 hours)"
+    )]
+    BeyondCloudWatch { hours: f64 },
 }
 
 /// How long instances just created may stay unknown to DescribeInstances.

@@ -26,5 +26,5 @@ mod up;
 
 pub use down::{AwsDown, AwsRecord, down, is_aws_cluster, record_path};
 pub use ec2::{Aws, Instance};
-pub use error::AwsError;
+pub use error::{AwsError, IdleTimeoutError};
 pub use up::{AwsUp, up};

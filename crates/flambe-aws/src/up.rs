@@ -79,7 +79,7 @@ pub(crate) fn alarm_plans(
 ) -> Result<(Option<AlarmPlan>, Option<AlarmPlan>), AwsError> {
     let check = |field: &'static str, hours: f64| {
         alarms::plan(hours, Monitoring::Basic)
-            .map_err(|message| AwsError::Timeout { field, message })
+            .map_err(|problem| AwsError::IdleTimeout { field, problem })
     };
     Ok((
         check("orchestrator_timeout", cfg.orchestrator_timeout)?,
@@ -239,12 +239,7 @@ pub(crate) async fn bring_up(
         .map(|i| (i.name.clone(), connect_addr(cfg, i)))
         .collect();
     if let Some((name, _)) = addrs.iter().find(|(_, a)| a.is_empty()) {
-        return Err(AwsError::Timeout {
-            field: "use_public",
-            message: format!(
-                "{name} has no public address (its subnet gives none)\nhint: use a subnet that maps public addresses, or `use_public: false` from inside the VPC"
-            ),
-        });
+        return Err(AwsError::NoPublicAddress { name: name.clone() });
     }
     wait_for_ssh(&addrs, limit("FLAMBE_AWS_SSH_TIMEOUT", 300)).await?;
     Ok((orchestrator, factories, stopped, extra))
@@ -269,12 +264,10 @@ pub(crate) async fn rollback(aws: &Aws, created: &[String], failure: AwsError) -
             failure: Box::new(failure),
             terminated: created.join(", "),
         },
-        Err(e) => AwsError::Api {
-            call: "rollback".into(),
-            detail: format!(
-                "{failure}\nthen terminating {} (created by this run) failed too: {e}\nhint: terminate them in the EC2 console",
-                created.join(", ")
-            ),
+        Err(e) => AwsError::RollbackFailed {
+            failure: Box::new(failure),
+            created: created.join(", "),
+            detail: e.to_string(),
         },
     }
 }

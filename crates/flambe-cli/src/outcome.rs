@@ -108,13 +108,8 @@ fn ended(end: &Ended, cluster_file: &str) -> ExitCode {
         "Experiment `{name}` {}. Copy its results here with: flambe pull {name} --cluster {cluster_file}",
         end.status.map_or("running", |s| s.as_str())
     );
-    if end.status.is_none() {
-        eprintln!(
-            "error: the driver of `{name}` on the orchestrator ended without finishing it (killed, or the machine restarted; its log is {} there)\nhint: run the same command again: it resumes the experiment there, and trials that finished are not run again",
-            flambe_cluster::remote_home::RemoteHome::tilde()
-                .experiment(name)
-                .driver_log()
-        );
+    if let Some(gone) = end.driver_gone() {
+        crate::render::error(&anyhow::Error::new(gone));
     }
     let code = end.exit_code();
     if code == 3 {

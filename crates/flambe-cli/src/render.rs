@@ -10,10 +10,19 @@ use std::process::ExitCode;
 /// Exit code for invalid input (config files, flags).
 pub const EXIT_INVALID: u8 = 2;
 
-/// The hint an error in the chain carries, of the types that know theirs.
-fn hint_of(err: &(dyn Error + 'static)) -> Option<String> {
+/// The hints an error in the chain carries, of the types that know theirs:
+/// an error given a hint where it was caught may know one of its own.
+fn hints_of(err: &(dyn Error + 'static)) -> Vec<String> {
     if let Some(h) = err.downcast_ref::<Hinted>() {
-        return h.hint();
+        let inner: &(dyn Error + 'static) = h.error();
+        return own_hint(inner).into_iter().chain(h.hint()).collect();
+    }
+    own_hint(err).into_iter().collect()
+}
+
+fn own_hint(err: &(dyn Error + 'static)) -> Option<String> {
+    if let Some(e) = err.downcast_ref::<ConfigError>() {
+        return e.hint();
     }
     if let Some(e) = err.downcast_ref::<flambe_experiment::EngineError>() {
         return e.hint();
@@ -22,6 +31,12 @@ fn hint_of(err: &(dyn Error + 'static)) -> Option<String> {
         return e.hint();
     }
     if let Some(e) = err.downcast_ref::<flambe_aws::AwsError>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<flambe_cluster::host::HostError>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<flambe_ops::DriverGone>() {
         return e.hint();
     }
     None
@@ -39,8 +54,11 @@ pub fn error(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {shown}");
     let mut hints: Vec<String> = Vec::new();
     for (i, cause) in err.chain().enumerate() {
-        if let Some(h) = hint_of(cause) {
-            hints.push(h);
+        // A wrapper and the error it wraps may both know the same hint.
+        for h in hints_of(cause) {
+            if !hints.contains(&h) {
+                hints.push(h);
+            }
         }
         if i == 0 {
             continue;

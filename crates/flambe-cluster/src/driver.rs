@@ -14,6 +14,7 @@
 //! names the experiment the cluster runs: one at a time.
 
 use crate::cluster::{Cluster, ClusterError};
+pub use crate::error::DriverSpecError;
 use crate::host::{Host, HostError, shell_quote};
 use crate::ray::{DASHBOARD_PORT, ray_env};
 use crate::remote_home::RemoteHome;
@@ -54,11 +55,15 @@ pub struct DriverSpec {
 
 impl DriverSpec {
     /// Read a spec the launch wrote; the error says which file and why.
-    pub fn read(path: &Path) -> Result<DriverSpec, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the driver spec {}: {e}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("the driver spec {} is not valid: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<DriverSpec, DriverSpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DriverSpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| DriverSpecError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! printed once by the CLI's renderer.
 
 use crate::host::HostError;
+use flambe_config::hint::Hint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -105,8 +106,33 @@ fn list(errors: &[HostError]) -> String {
         .join("\n")
 }
 
-impl flambe_config::hint::Hint for ClusterError {
+impl Hint for ClusterError {
     fn hint(&self) -> Option<String> {
+        // What each host needs, then what the whole operation does.
+        let mut hints: Vec<String> = self.host_errors().iter().filter_map(|e| e.hint()).collect();
+        hints.dedup();
+        hints.extend(self.own_hint());
+        (!hints.is_empty()).then(|| hints.join("\nhint: "))
+    }
+}
+
+impl ClusterError {
+    /// The hosts' errors this error lists.
+    fn host_errors(&self) -> &[HostError] {
+        match self {
+            ClusterError::Unreachable { errors, .. }
+            | ClusterError::Setup { errors, .. }
+            | ClusterError::Provision { errors, .. }
+            | ClusterError::Install { errors, .. }
+            | ClusterError::Ray { errors, .. }
+            | ClusterError::DownUnreachable { errors, .. }
+            | ClusterError::DownPartly { errors, .. } => errors,
+            ClusterError::Host(e) => std::slice::from_ref(e),
+            _ => &[],
+        }
+    }
+
+    fn own_hint(&self) -> Option<String> {
         Some(match self {
             ClusterError::NotFound(_) => "create it with `flambe CLUSTER.yaml`; `flambe cluster status` lists known clusters".into(),
             ClusterError::Setup { errors, .. } => {
@@ -143,4 +169,21 @@ impl std::fmt::Display for InstallFailure {
         }
         Ok(())
     }
+}
+
+/// Why a driver spec could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverSpecError {
+    /// The file is not there, or not readable.
+    #[error("cannot read the driver spec {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not a spec this flambe writes.
+    #[error("the driver spec {} is not valid: {source}", path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
 }

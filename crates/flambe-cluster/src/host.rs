@@ -17,8 +17,7 @@ pub enum HostError {
         detail: String,
     },
     #[error(
-        "the host key of {host} ({addr}) is not the one pinned when the cluster was created: refusing to connect\n\
-         hint: if the machine was really reinstalled, remove its line from {known_hosts} and run again"
+        "the host key of {host} ({addr}) is not the one pinned when the cluster was created: refusing to connect"
     )]
     HostKeyChanged {
         host: String,
@@ -47,6 +46,26 @@ pub enum HostError {
     },
     #[error("{host}: {detail}")]
     Other { host: String, detail: String },
+    /// Something the host lacks that flambe cannot bring itself; `hint`
+    /// says what to do there.
+    #[error("{host}: {detail}")]
+    Unmet {
+        host: String,
+        detail: String,
+        hint: String,
+    },
+}
+
+impl flambe_config::hint::Hint for HostError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            HostError::HostKeyChanged { known_hosts, .. } => Some(format!(
+                "if the machine was really reinstalled, remove its line from {known_hosts} and run again"
+            )),
+            HostError::Unmet { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
 }
 
 fn stderr_block(stderr: &str) -> String {

@@ -153,30 +153,34 @@ fn plan(name: &str, probe: &Probe, tensorboard: bool) -> Result<Plan, HostError>
             TENSORBOARD_VERSION,
         )
     });
-    let fail = |detail: String| HostError::Other {
+    let fail = |detail: String, hint: String| HostError::Unmet {
         host: name.to_string(),
         detail,
+        hint,
     };
     let installs = ray == Source::Install || tensorboard == Some(Source::Install);
     if installs {
         match probe.python_version() {
             None => {
-                return Err(fail(format!(
-                    "has no python3, needed to install Ray {RAY_VERSION}\n\
-                     hint: on {name} run `sudo apt-get install -y python3 python3-venv` (or your OS's equivalent), then run the same command again"
-                )));
+                return Err(fail(
+                    format!("has no python3, needed to install Ray {RAY_VERSION}"),
+                    format!(
+                        "on {name} run `sudo apt-get install -y python3 python3-venv` (or your OS's equivalent), then run the same command again"
+                    ),
+                ));
             }
             Some(v) if v < RAY_MIN_PYTHON => {
-                return Err(fail(format!(
-                    "has Python {}, too old for Ray {RAY_VERSION} (it needs Python {}.{} or newer)\n\
-                     hint: install Python {}.{}+ on {name} as `python3` (a newer OS release, or deadsnakes/pyenv), \
-                     or put Ray {RAY_VERSION} on its PATH, then run the same command again",
-                    probe.python(),
-                    RAY_MIN_PYTHON.0,
-                    RAY_MIN_PYTHON.1,
-                    RAY_MIN_PYTHON.0,
-                    RAY_MIN_PYTHON.1
-                )));
+                let (major, minor) = RAY_MIN_PYTHON;
+                return Err(fail(
+                    format!(
+                        "has Python {}, too old for Ray {RAY_VERSION} (it needs Python {major}.{minor} or newer)",
+                        probe.python(),
+                    ),
+                    format!(
+                        "install Python {major}.{minor}+ on {name} as `python3` (a newer OS release, or deadsnakes/pyenv), \
+                         or put Ray {RAY_VERSION} on its PATH, then run the same command again"
+                    ),
+                ));
             }
             Some(_) => {}
         }
@@ -198,11 +202,13 @@ fn plan(name: &str, probe: &Probe, tensorboard: bool) -> Result<Plan, HostError>
             .collect::<Vec<_>>()
             .join(" and ");
         let manager = if probe.yes("dnf") { "dnf" } else { "apt-get" };
-        return Err(fail(format!(
-            "is missing {why}, and flambe has no passwordless sudo there to install it\n\
-             hint: on {name} run `sudo {manager} install -y {}`, then run the same command again",
-            os_packages.join(" ")
-        )));
+        return Err(fail(
+            format!("is missing {why}, and flambe has no passwordless sudo there to install it"),
+            format!(
+                "on {name} run `sudo {manager} install -y {}`, then run the same command again",
+                os_packages.join(" ")
+            ),
+        ));
     }
     Ok(Plan {
         os_packages,
@@ -380,11 +386,12 @@ impl Tool {
 }
 
 fn install_failed(host: &Host, what: &str, e: HostError) -> HostError {
-    HostError::Other {
+    HostError::Unmet {
         host: host.name().to_string(),
-        detail: format!(
-            "installing {what} failed: {e}\n\
-             hint: pip on that host needs a package index it can reach (its pip.conf may name a mirror or a wheel folder)"
+        detail: format!("installing {what} failed: {e}"),
+        hint: format!(
+            "pip on {} needs a package index it can reach (its pip.conf may name a mirror or a wheel folder)",
+            host.name()
         ),
     }
 }
@@ -409,11 +416,11 @@ async fn install_os_packages(host: &Host, packages: &[&str]) -> Result<String, H
     let manager = host
         .check_within(&command, Duration::from_secs(20 * 60))
         .await
-        .map_err(|e| HostError::Other {
+        .map_err(|e| HostError::Unmet {
             host: host.name().to_string(),
-            detail: format!(
-                "installing the OS packages {list} with sudo failed: {e}\n\
-                 hint: on {} run `sudo apt-get install -y {list}`, then run the same command again",
+            detail: format!("installing the OS packages {list} with sudo failed: {e}"),
+            hint: format!(
+                "on {} run `sudo apt-get install -y {list}`, then run the same command again",
                 host.name()
             ),
         })?;
@@ -446,6 +453,7 @@ impl From<&Probe> for Tools {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flambe_config::hint::Hint;
 
     fn probe(pairs: &[(&str, &str)]) -> Probe {
         Probe {
@@ -481,10 +489,11 @@ mod tests {
         );
 
         let no_venv = probe(&[("python", "3.11"), ("apt", "yes")]);
-        let e = plan("h", &no_venv, false).unwrap_err().to_string();
+        let e = plan("h", &no_venv, false).unwrap_err();
+        let hint = e.hint().unwrap_or_default();
         assert!(
-            e.contains("sudo apt-get install -y rsync python3-venv"),
-            "{e}"
+            hint.contains("sudo apt-get install -y rsync python3-venv"),
+            "{e}\nhint: {hint}"
         );
         let with_sudo = probe(&[("python", "3.11"), ("apt", "yes"), ("sudo", "yes")]);
         let p = plan("h", &with_sudo, false).unwrap();

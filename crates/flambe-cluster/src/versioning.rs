@@ -57,12 +57,12 @@ pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
     );
     let (local_os, local_arch) = local_platform();
     if os != local_os || arch != local_arch {
-        return Err(HostError::Other {
+        return Err(HostError::Unmet {
             host: host.name().to_string(),
             detail: format!(
-                "runs {os} {arch}, but this flambe is a {local_os} {local_arch} build and cannot run there\n\
-                 hint: run flambe from a {os} {arch} machine, or use hosts of this platform"
+                "runs {os} {arch}, but this flambe is a {local_os} {local_arch} build and cannot run there"
             ),
+            hint: format!("run flambe from a {os} {arch} machine, or use hosts of this platform"),
         });
     }
     let remote = RemoteHome::relative();
@@ -137,12 +137,11 @@ async fn runs_there(host: &Host, exe: &Path, versioned: &str) -> Result<(), Host
         ("", None) => "killed".to_string(),
         (stderr, _) => stderr.lines().take(3).collect::<Vec<_>>().join(" / "),
     };
-    Err(HostError::Other {
+    Err(HostError::Unmet {
         host: host.name().to_string(),
-        detail: format!(
-            "the flambe binary shipped there cannot run: {said}\n\
-             hint: install flambe as the README says (a static build for x86_64-unknown-linux-musl runs on any x86_64 Linux), \
-             or use hosts whose C library is at least as new as this machine's"
-        ),
+        detail: format!("the flambe binary shipped there cannot run: {said}"),
+        hint: "install flambe as the README says (a static build for x86_64-unknown-linux-musl runs on any x86_64 Linux), \
+               or use hosts whose C library is at least as new as this machine's"
+            .to_string(),
     })
 }

@@ -128,9 +128,14 @@ impl fmt::Display for ConfigError {
         if let Some(expected) = &self.expected {
             write!(f, "\n  = expected {expected}")?;
         }
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
         Ok(())
+    }
+}
+
+/// The hint is printed by the renderer, after the whole chain, as every
+/// other error's is.
+impl crate::hint::Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
+        self.0.hint.clone()
     }
 }

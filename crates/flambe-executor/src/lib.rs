@@ -21,6 +21,7 @@
 //! - [`SyncHost`]: where a job that runs on another machine fetches its
 //!   inputs from and sends its results back to.
 
+mod error;
 pub mod local;
 pub mod metrics;
 pub mod pyenv;
@@ -28,6 +29,7 @@ pub mod ray;
 pub mod ray_log;
 pub mod wrapper;
 
+pub use error::{MetricLineError, RayApiError};
 pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_marked, marker_of};
 pub use metrics::{MetricLine, parse_metric_line};
 pub use ray::RayExecutor;

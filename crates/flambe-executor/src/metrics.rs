@@ -4,6 +4,7 @@
 //! numeric field is a metric; strings, booleans, nulls and nested values are
 //! ignored, so trainers may log extra context on the same line.
 
+use crate::error::MetricLineError;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -12,10 +13,11 @@ pub struct MetricLine {
     pub values: Vec<(String, f64)>,
 }
 
-pub fn parse_metric_line(line: &str) -> Result<MetricLine, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse_metric_line(line: &str) -> Result<MetricLine, MetricLineError> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| MetricLineError::NotJson(e.to_string()))?;
     let Value::Object(map) = value else {
-        return Err("not a JSON object (expected {\"step\": N, \"metric\": value})".to_string());
+        return Err(MetricLineError::NotObject);
     };
     let mut step = None;
     let mut values = Vec::new();
@@ -26,7 +28,7 @@ pub fn parse_metric_line(line: &str) -> Result<MetricLine, String> {
                 .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             {
                 Some(s) => Some(s),
-                None => return Err(format!("`step` is not an integer: {v}")),
+                None => return Err(MetricLineError::BadStep(v.to_string())),
             };
         } else if let Some(f) = v.as_f64() {
             values.push((key, f));
@@ -51,9 +53,15 @@ mod tests {
         assert!(
             parse_metric_line("[1]")
                 .unwrap_err()
+                .to_string()
                 .contains("not a JSON object")
         );
-        assert!(parse_metric_line("{oops").unwrap_err().contains("not JSON"));
+        assert!(
+            parse_metric_line("{oops")
+                .unwrap_err()
+                .to_string()
+                .contains("not JSON")
+        );
         assert!(parse_metric_line(r#"{"step": "a"}"#).is_err());
     }
 }

@@ -10,6 +10,7 @@
 //! Ray queues what does not fit; the executor still caps the jobs in flight
 //! (`max_in_flight`) so a large stage does not flood the cluster's queue.
 
+use crate::RayApiError;
 use crate::ray_log::{self, LogLines, TailRead};
 use crate::wrapper::{Message, encode_spec};
 use crate::{Executor, JobEvent, JobSpec, Outcome};
@@ -222,7 +223,7 @@ impl RayJob {
         let _ = self.events.send(JobEvent::Finished { id, outcome });
     }
 
-    async fn submit(&self, spec: &JobSpec, flambe: &str) -> Result<(), String> {
+    async fn submit(&self, spec: &JobSpec, flambe: &str) -> Result<(), RayApiError> {
         let out = spec
             .env
             .iter()
@@ -242,8 +243,7 @@ impl RayJob {
                 .post(format!("{}/api/jobs/", self.base))
                 .json(&body)
                 .send()
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             if resp.status().is_success() {
                 tracing::info!(trial = %spec.id, submission = %self.submission, "submitted to Ray");
                 return Ok(());
@@ -261,28 +261,29 @@ impl RayJob {
                 waited += POLL;
                 continue;
             }
-            return Err(format!("{status}: {last}"));
+            return Err(RayApiError::Refused {
+                status,
+                message: last,
+            });
         }
     }
 
-    async fn status(&self) -> Result<Value, String> {
+    async fn status(&self) -> Result<Value, RayApiError> {
         let resp = self
             .client
             .get(format!("{}/api/jobs/{}", self.base, self.submission))
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        resp.json().await.map_err(|e| e.to_string())
+            .await?;
+        Ok(resp.json().await?)
     }
 
-    async fn logs(&self) -> Result<String, String> {
+    async fn logs(&self) -> Result<String, RayApiError> {
         let resp = self
             .client
             .get(format!("{}/api/jobs/{}/logs", self.base, self.submission))
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+            .await?;
+        let v: Value = resp.json().await?;
         Ok(v["logs"].as_str().unwrap_or_default().to_string())
     }
 

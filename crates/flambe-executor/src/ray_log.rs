@@ -10,6 +10,7 @@
 //! bytes go through [`LogLines`], which hands out each line once, whole,
 //! however the bytes were split.
 
+use crate::RayApiError;
 use crate::ray::ray_token;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -83,14 +84,19 @@ impl LogLines {
 pub type Tail =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Seconds a log stream gets to open.
+const TAIL_OPEN_PATIENCE: u64 = 30;
+
 /// Open the job's log stream: `ws://…/api/jobs/ID/logs/tail`, with Ray's
 /// token where there is one.
-pub async fn open_tail(base: &str, submission: &str) -> Result<Tail, String> {
+pub async fn open_tail(base: &str, submission: &str) -> Result<Tail, RayApiError> {
     let Some(rest) = base.strip_prefix("http://") else {
-        return Err(format!("no websocket to {base} (plain http only)"));
+        return Err(RayApiError::NotHttp(base.to_string()));
     };
     let url = format!("ws://{rest}/api/jobs/{submission}/logs/tail");
-    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| RayApiError::Websocket(Box::new(e)))?;
     if let Some(token) = ray_token()
         && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}"))
     {
@@ -98,10 +104,10 @@ pub async fn open_tail(base: &str, submission: &str) -> Result<Tail, String> {
         request.headers_mut().insert("authorization", value);
     }
     let connect = tokio_tungstenite::connect_async(request);
-    match tokio::time::timeout(Duration::from_secs(30), connect).await {
+    match tokio::time::timeout(Duration::from_secs(TAIL_OPEN_PATIENCE), connect).await {
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer in 30 s".to_string()),
+        Ok(Err(e)) => Err(RayApiError::Websocket(Box::new(e))),
+        Err(_) => Err(RayApiError::Timeout(TAIL_OPEN_PATIENCE)),
     }
 }
 

@@ -60,7 +60,31 @@ impl flambe_config::hint::Hint for EngineError {
             EngineError::UnsetSecret { var, .. } => {
                 format!("export {var} in this shell, then run the same command again")
             }
+            EngineError::Lock(crate::lock::LockError::Held { dir, .. }) => format!(
+                "follow it with `flambe site {}`, or wait for it to end (a second driver on the same results would corrupt them)",
+                dir.display()
+            ),
             _ => return None,
         })
     }
+}
+
+/// Why a trial's `run` command could not be filled in (the trial fails
+/// with this as its detail; the config loader refuses most of these first).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("no param `{0}`")]
+    NoParam(String),
+    #[error("no resource `{0}`")]
+    NoResource(String),
+    #[error("no param `{param}` in stage `{stage}`")]
+    NoUpstreamParam { stage: String, param: String },
+    #[error("unknown placeholder {{{0}}}")]
+    Unknown(String),
+    #[error("trial {trial} has no ancestor in stage `{stage}`")]
+    NoAncestor { trial: String, stage: String },
+    #[error("ancestor {0} is not recorded")]
+    Unrecorded(String),
+    #[error("experiment state: {0}")]
+    State(#[from] rusqlite::Error),
 }

@@ -25,9 +25,8 @@ pub struct Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "experiment `{name}` is already running: driver pid {} on {} since {} (unix time {:.0}), on the results in {}\n\
-         hint: follow it with `flambe site {}`, or wait for it to end (a second driver on the same results would corrupt them)",
-        .holder.pid, .holder.host, since(.holder.started), .holder.started, .dir.display(), .dir.display()
+        "experiment `{name}` is already running: driver pid {} on {} since {} (unix time {:.0}), on the results in {}",
+        .holder.pid, .holder.host, since(.holder.started), .holder.started, .dir.display()
     )]
     Held {
         name: String,
@@ -116,12 +115,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let results = dir.path().join("exp");
         let first = acquire(&results, "exp").unwrap();
-        let e = acquire(&results, "exp").unwrap_err().to_string();
+        let err = acquire(&results, "exp").unwrap_err();
+        let e = err.to_string();
         assert!(
             e.contains(&format!("driver pid {}", std::process::id())),
             "{e}"
         );
-        assert!(e.contains("flambe site"), "{e}");
+        use flambe_config::hint::Hint;
+        let hint = crate::EngineError::Lock(err).hint().unwrap_or_default();
+        assert!(hint.contains("flambe site"), "{hint}");
         drop(first);
         acquire(&results, "exp").unwrap();
     }

@@ -47,6 +47,34 @@ impl Ended {
     }
 }
 
+impl Ended {
+    /// Why the run did not end, when its driver died without a word.
+    pub fn driver_gone(&self) -> Option<DriverGone> {
+        self.status.is_none().then(|| DriverGone {
+            name: self.name.clone(),
+            log: RemoteHome::tilde().experiment(&self.name).driver_log(),
+        })
+    }
+}
+
+/// A driver that ended without finishing its run or saying how it ended.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the driver of `{name}` on the orchestrator ended without finishing it (killed, or the machine restarted; its log is {log} there)"
+)]
+pub struct DriverGone {
+    /// The experiment's name.
+    pub name: String,
+    /// The driver's log on the orchestrator.
+    pub log: String,
+}
+
+impl flambe_config::hint::Hint for DriverGone {
+    fn hint(&self) -> Option<String> {
+        Some("run the same command again: it resumes the experiment there, and trials that finished are not run again".into())
+    }
+}
+
 /// How long the driver may not answer (while it still runs) before
 /// following gives up.
 const DRIVER_SILENCE: Duration = Duration::from_secs(120);
@@ -113,17 +141,18 @@ pub async fn follow(
         };
         if !tensorboard_shown {
             tensorboard_shown = true;
-            let at = match exp.tensorboard_port() {
-                Some(port) => match tunnel_here(cluster, port).await {
-                    Ok(url) => Ok(format!("{url}/")),
-                    Err(e) => Err(format!("{e:#}")),
-                },
-                None => Err(String::new()),
+            let tunnel = match exp.tensorboard_port() {
+                Some(port) => Some(
+                    tunnel_here(cluster, port)
+                        .await
+                        .map(|url| format!("{url}/")),
+                ),
+                None => None,
             };
-            reporter.step(Step::TensorBoardTunnel(match &at {
-                Ok(url) => TensorBoardAt::Tunnel(url),
-                Err(e) if e.is_empty() => TensorBoardAt::Off,
-                Err(e) => TensorBoardAt::TunnelFailed(e.clone()),
+            reporter.step(Step::TensorBoardTunnel(match &tunnel {
+                Some(Ok(url)) => TensorBoardAt::Tunnel(url),
+                Some(Err(e)) => TensorBoardAt::TunnelFailed(format!("{e:#}")),
+                None => TensorBoardAt::Off,
             }));
         }
         reporter.step(Step::Progress(&exp));

@@ -16,18 +16,9 @@ use std::pin::Pin;
 /// How a run here goes, beyond its config.
 #[derive(Debug, Clone, Default)]
 pub struct HereOptions {
-    /// Set a changed experiment's results aside and start afresh.
-    pub force: bool,
-    /// Start afresh even when unchanged (a script's `--force`).
-    pub restart: bool,
-    /// CPUs to fill; `None`: the config's `devices`, else detected.
-    pub cpus: Option<f64>,
-    /// GPUs to fill; `None`: the config's `devices`, else detected.
-    pub gpus: Option<u32>,
-    /// Report every output line of every trial.
-    pub echo: bool,
-    /// Trials on this Ray cluster instead of here.
-    pub ray: Option<RayTarget>,
+    /// The engine's options. Their `python` is made here from the config's
+    /// extensions: whatever the caller puts there is replaced.
+    pub run: RunOptions,
     /// The report site (and TensorBoard); `None`: neither.
     pub views: Option<ViewOptions>,
 }
@@ -52,18 +43,12 @@ pub async fn run_here<C: Reporter + Observer>(
     console: &mut C,
     interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> anyhow::Result<HereOutcome> {
-    let python = python_env(config, console)?;
-    let dir = ResultsDir::new(&exp.save_path, &exp.name);
-    let ran_before = dir.ended_status() == Some(RunStatus::Finished) && !opts.force;
     let run_opts = RunOptions {
-        force: opts.force,
-        restart: opts.restart,
-        python,
-        cpus: opts.cpus,
-        gpus: opts.gpus,
-        echo: opts.echo,
-        ray: opts.ray,
+        python: python_env(config, console)?,
+        ..opts.run
     };
+    let dir = ResultsDir::new(&exp.save_path, &exp.name);
+    let ran_before = dir.ended_status() == Some(RunStatus::Finished) && !run_opts.force;
     // Another driver on these results is refused before the site's URL is
     // shown: a URL above the refusal would point at nothing.
     if let Err(e) = flambe_experiment::lock::acquire(dir.path(), &exp.name) {

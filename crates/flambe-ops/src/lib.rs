@@ -14,7 +14,8 @@
 //!   until it ends, and how it ended ([`Ended`]); [`attach`] does the same
 //!   for a run started earlier;
 //! - `remote`: [`pull`] a cluster's results, [`serve_cluster_site`];
-//! - `clusters`: [`up`] and [`down`] for every provider;
+//! - `clusters`: [`up`] and [`down`] for every provider, [`rsync`];
+//! - `hosts`: [`status`], [`exec`] on hosts, [`ssh_target`] for a shell;
 //! - `views`: the report site and TensorBoard over a results folder.
 
 #![warn(missing_docs)]
@@ -23,14 +24,16 @@ mod clusters;
 mod events;
 mod follow;
 mod here;
+mod hosts;
 mod on_cluster;
 mod remote;
 mod views;
 
 pub use clusters::{ClusterConfig, Downed, Upped, cluster_of, cluster_target, down, rsync, up};
 pub use events::{Reporter, Step, TensorBoardAt};
-pub use follow::{Ended, Followed, attach, follow};
+pub use follow::{DriverGone, Ended, Followed, attach, follow};
 pub use here::{HereOptions, HereOutcome, ray_target, run_here};
+pub use hosts::{exec, ssh_target, status};
 pub use on_cluster::{ClusterOutcome, run_on_cluster};
 pub use remote::{pull, serve_cluster_site};
 pub use views::{ViewOptions, Views, results_dir_of, start_views};

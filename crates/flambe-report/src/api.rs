@@ -3,10 +3,17 @@
 //! the two cannot drift apart.
 //!
 //! - `GET /api/v1/experiment` → [`ExperimentSummary`]
+//! - `GET /api/v1/stages/{stage}` → [`StageDetail`]
+//! - `GET /api/v1/trials/{id}` → [`TrialDetail`]
+//! - `GET /api/v1/trials/{id}/metrics` → [`TrialMetrics`]
+//! - any failure → its HTTP status and an [`ApiErrorBody`]
+//!
+//! (`/log`, `/output.tar.gz` and `/files/...` answer with the bytes.)
 
 use flambe_config::Mode;
-use flambe_experiment::{RunStatus, StageResult, Status};
+use flambe_experiment::{Row, RunStatus, StageResult, Status};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Where an experiment stands, as the site shows it: a [`RunStatus`], or
@@ -151,4 +158,49 @@ pub struct BestTrial {
     pub id: String,
     /// Its best value of the metric.
     pub value: Option<f64>,
+}
+
+/// `GET /api/v1/stages/{stage}`: a stage and every trial of it, best first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageDetail {
+    /// The stage's name.
+    pub name: String,
+    /// The metric it ranks by, when it has one.
+    pub metric: Option<String>,
+    /// Whether higher or lower is better.
+    pub mode: Mode,
+    /// The names of the params its trials vary.
+    pub params: Vec<String>,
+    /// Ids of the trials that go on to the next stage.
+    pub survivors: Vec<String>,
+    /// Its trials, best first.
+    pub trials: Vec<Row>,
+}
+
+/// `GET /api/v1/trials/{id}`: a trial's row and the files it wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialDetail {
+    /// The trial as the results table has it.
+    #[serde(flatten)]
+    pub row: Row,
+    /// Paths under its output folder (at most about a thousand).
+    pub files: Vec<String>,
+    /// The metric its stage ranks by.
+    pub stage_metric: Option<String>,
+}
+
+/// `GET /api/v1/trials/{id}/metrics`: every metric's `(step, value)` series.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialMetrics {
+    /// The trial's id.
+    pub id: String,
+    /// Each metric's points, in step order.
+    pub metrics: BTreeMap<String, Vec<(i64, f64)>>,
+}
+
+/// What every failed API call answers, with its HTTP status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
 }

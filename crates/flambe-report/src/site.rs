@@ -9,7 +9,10 @@
 //! Listening on loopback needs nothing; listening elsewhere needs a token,
 //! given as `?token=` or `Authorization: Bearer`, on every request.
 
-use crate::api::{ExperimentSummary, SiteStatus, StageSummary};
+use crate::api::{
+    ApiErrorBody, ExperimentSummary, SiteStatus, StageDetail, StageSummary, TrialDetail,
+    TrialMetrics,
+};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -23,7 +26,6 @@ use flambe_experiment::results::{Row, stage_result, trial_row};
 use flambe_experiment::state::Store;
 use flambe_experiment::{ResultsDir, RunStatus};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -147,7 +149,7 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ApiErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -316,10 +318,6 @@ async fn experiment(State(state): State<Arc<SiteState>>) -> ApiResult {
     .into_response())
 }
 
-fn row_json(r: &Row) -> Value {
-    serde_json::to_value(r).unwrap_or(Value::Null)
-}
-
 async fn stage(
     State(state): State<Arc<SiteState>>,
     name: Result<UrlPath<String>, PathRejection>,
@@ -330,14 +328,14 @@ async fn stage(
         return Err(error(StatusCode::NOT_FOUND, &format!("no stage `{name}`")));
     };
     let result = stage_result(&snap.store, stage).map_err(|e| internal(state.dir.path(), e))?;
-    Ok(Json(json!({
-        "name": stage.name,
-        "metric": stage.metric,
-        "mode": stage.mode,
-        "params": stage.params.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-        "survivors": result.survivors,
-        "trials": result.rows.iter().map(row_json).collect::<Vec<_>>(),
-    }))
+    Ok(Json(StageDetail {
+        name: stage.name.clone(),
+        metric: stage.metric.clone(),
+        mode: stage.mode,
+        params: stage.params.iter().map(|p| p.name.clone()).collect(),
+        survivors: result.survivors,
+        trials: result.rows,
+    })
     .into_response())
 }
 
@@ -374,10 +372,13 @@ async fn trial(
     let mut files = Vec::new();
     collect_files(&out, &out, &mut files);
     files.sort();
-    let mut body = row_json(&row);
-    body["files"] = json!(files);
-    body["stage_metric"] = json!(row.metric);
-    Ok(Json(body).into_response())
+    let stage_metric = row.metric.clone();
+    Ok(Json(TrialDetail {
+        row,
+        files,
+        stage_metric,
+    })
+    .into_response())
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -414,7 +415,11 @@ async fn metrics(
     for (step, name, value) in rows {
         series.entry(name).or_default().push((step, value));
     }
-    Ok(Json(json!({ "id": id, "metrics": series })).into_response())
+    Ok(Json(TrialMetrics {
+        id,
+        metrics: series,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,15 +1,10 @@
 //! `flambe cluster exec NAME [--host H] -- COMMAND…`
 
-use flambe_cluster::Cluster;
 use std::process::ExitCode;
 
 pub fn run(name: &str, host: Option<&str>, command: &[String]) -> anyhow::Result<ExitCode> {
-    let results = flambe_ops::runtime()?.block_on(async {
-        let cluster = Cluster::open(name).await?;
-        let results = cluster.exec(&command.join(" "), host).await;
-        cluster.close().await;
-        results
-    })?;
+    let results =
+        flambe_ops::runtime()?.block_on(flambe_ops::exec(name, &command.join(" "), host))?;
     let mut failed = 0;
     for (host, result) in results {
         match result {

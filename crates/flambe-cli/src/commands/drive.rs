@@ -4,12 +4,13 @@
 use flambe_cluster::driver::DriverSpec;
 use flambe_config::{Runnable, load_file};
 use flambe_executor::SyncHost;
+use flambe_experiment::RunOptions;
 use flambe_ops::{HereOptions, ViewOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(spec: &Path, verbose: u8) -> anyhow::Result<ExitCode> {
-    let spec = DriverSpec::read(spec).map_err(anyhow::Error::msg)?;
+    let spec = DriverSpec::read(spec)?;
     let config = load_file(&spec.runnable)?;
     let (exp, script) = match &config.runnable {
         Runnable::Experiment(exp) => (exp.clone(), false),
@@ -24,17 +25,20 @@ pub fn run(spec: &Path, verbose: u8) -> anyhow::Result<ExitCode> {
         ssh_config: spec.ssh_config.clone(),
     };
     let opts = HereOptions {
-        force: spec.force,
-        restart: spec.force && script,
-        cpus: None,
-        gpus: None,
-        echo: verbose > 0,
-        ray: Some(flambe_ops::ray_target(
-            &spec.ray_address,
-            Some(sync),
-            spec.secrets_file.clone(),
-            Some(spec.ray_venv.clone()),
-        )?),
+        run: RunOptions {
+            force: spec.force,
+            restart: spec.force && script,
+            cpus: None,
+            gpus: None,
+            echo: verbose > 0,
+            ray: Some(flambe_ops::ray_target(
+                &spec.ray_address,
+                Some(sync),
+                spec.secrets_file.clone(),
+                Some(spec.ray_venv.clone()),
+            )?),
+            python: None,
+        },
         views: Some(ViewOptions {
             host: std::net::Ipv4Addr::LOCALHOST.into(),
             port: spec.site_port,

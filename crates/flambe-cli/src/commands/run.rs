@@ -8,6 +8,7 @@ use crate::progress::RemoteProgress;
 use anyhow::{Context, bail};
 use flambe_cluster::driver::{ClusterRunnable, LaunchOptions};
 use flambe_config::{ConfigFile, Experiment, Runnable, load_file};
+use flambe_experiment::RunOptions;
 use flambe_ops::{ClusterConfig, HereOptions, ViewOptions};
 use std::process::ExitCode;
 
@@ -86,12 +87,15 @@ fn here(
         None => None,
     };
     let opts = HereOptions {
-        force: args.force,
-        restart: args.force && script,
-        cpus: args.cpus,
-        gpus: args.gpus,
-        echo: verbose > 0,
-        ray,
+        run: RunOptions {
+            force: args.force,
+            restart: args.force && script,
+            cpus: args.cpus,
+            gpus: args.gpus,
+            echo: verbose > 0,
+            ray,
+            python: None,
+        },
         views: (!args.site.no_site).then_some(ViewOptions {
             host: args.site.site_host,
             port: args.site.site_port,

@@ -5,8 +5,7 @@
 use std::process::ExitCode;
 
 pub fn run(spec: &str) -> anyhow::Result<ExitCode> {
-    let spec = flambe_executor::wrapper::decode_spec(spec)
-        .map_err(|e| anyhow::anyhow!("bad trial spec: {e}"))?;
+    let spec = flambe_executor::wrapper::decode_spec(spec)?;
     flambe_executor::wrapper::leave_ray_environment(spec.ray_venv.as_deref());
     let code = flambe_ops::runtime()?.block_on(flambe_executor::wrapper::run_trial(spec));
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

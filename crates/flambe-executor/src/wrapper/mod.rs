@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use tokio::sync::mpsc;
 
+mod error;
 mod results_host;
+
+pub use error::WrapperError;
 
 #[cfg(test)]
 use results_host::attempt_guard;
@@ -62,15 +65,19 @@ pub fn encode_spec(spec: &JobSpec) -> String {
     json.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn decode_spec(hex: &str) -> Result<JobSpec, String> {
-    if !hex.len().is_multiple_of(2) {
-        return Err("odd length".into());
+pub fn decode_spec(hex: &str) -> Result<JobSpec, WrapperError> {
+    // ASCII only: a multi-byte character would split a slice mid-character.
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return Err(WrapperError::Spec(
+            "not an even number of hex digits".into(),
+        ));
     }
     let bytes = (0..hex.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<u8>, String>>()?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|e| WrapperError::Spec(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| WrapperError::Spec(e.to_string()))
 }
 
 fn say(message: &Message) {

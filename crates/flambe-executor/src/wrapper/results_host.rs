@@ -4,6 +4,7 @@
 //! its secrets (read over ssh, never written on the node).
 
 use super::ATTEMPT_FILE;
+use super::error::WrapperError;
 use crate::{JobSpec, SyncHost};
 use tokio::sync::mpsc;
 
@@ -34,7 +35,7 @@ async fn rsync(
     to: &str,
     remote_guard: Option<&str>,
     extra: Extra,
-) -> Result<(), String> {
+) -> Result<(), WrapperError> {
     let mut rsync = tokio::process::Command::new("rsync");
     rsync.args(["-a", "-e", &format!("ssh -F {}", sync.ssh_config.display())]);
     if extra == Extra::Delete {
@@ -47,14 +48,18 @@ async fn rsync(
         .args([from, to])
         .output()
         .await
-        .map_err(|e| format!("cannot run rsync: {e}"))?;
+        .map_err(|source| WrapperError::Spawn {
+            program: "rsync",
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "rsync {from} {to}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(WrapperError::Rsync {
+            from: from.to_string(),
+            to: to.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -63,11 +68,13 @@ fn dir_arg(p: &std::path::Path) -> String {
 }
 
 /// Fetch the job's inputs from the results host.
-pub(super) async fn fetch_inputs(spec: &JobSpec, sync: &SyncHost) -> Result<(), String> {
+pub(super) async fn fetch_inputs(spec: &JobSpec, sync: &SyncHost) -> Result<(), WrapperError> {
     let host = &sync.host;
     for input in &spec.inputs {
-        std::fs::create_dir_all(input)
-            .map_err(|e| format!("cannot create {}: {e}", input.display()))?;
+        std::fs::create_dir_all(input).map_err(|source| WrapperError::CreateDir {
+            path: input.clone(),
+            source,
+        })?;
         rsync(
             sync,
             &format!("{host}:{}", dir_arg(input)),
@@ -80,8 +87,10 @@ pub(super) async fn fetch_inputs(spec: &JobSpec, sync: &SyncHost) -> Result<(), 
     // The checkpoint as the trial's last attempt left it, wherever that
     // ran; whatever an older attempt left on this node goes.
     if let Some(checkpoint) = &spec.checkpoint {
-        std::fs::create_dir_all(checkpoint)
-            .map_err(|e| format!("cannot create {}: {e}", checkpoint.display()))?;
+        std::fs::create_dir_all(checkpoint).map_err(|source| WrapperError::CreateDir {
+            path: checkpoint.clone(),
+            source,
+        })?;
         rsync(
             sync,
             &format!("{host}:{}", dir_arg(checkpoint)),
@@ -152,7 +161,7 @@ impl CheckpointSender {
 }
 
 /// Send the job's folder back to the results host.
-pub(super) async fn push_results(spec: &JobSpec, sync: &SyncHost) -> Result<(), String> {
+pub(super) async fn push_results(spec: &JobSpec, sync: &SyncHost) -> Result<(), WrapperError> {
     let host = &sync.host;
     let Some(dir) = spec.metrics.parent() else {
         return Ok(());
@@ -168,12 +177,8 @@ pub(super) async fn push_results(spec: &JobSpec, sync: &SyncHost) -> Result<(), 
         guard.as_deref(),
         Extra::Keep,
     )
-        .await
-        .map_err(|e| {
-            format!(
-                "{e}; the results host cannot be reached, or the driver has started a newer attempt of this trial since (whose results stay)"
-            )
-        })
+    .await
+    .map_err(|e| WrapperError::PushResults(Box::new(e)))
 }
 
 /// The secrets file's JSON map: read over ssh from the results host (never
@@ -181,7 +186,7 @@ pub(super) async fn push_results(spec: &JobSpec, sync: &SyncHost) -> Result<(), 
 async fn read_secrets(
     file: &std::path::Path,
     sync: Option<&SyncHost>,
-) -> Result<std::collections::HashMap<String, String>, String> {
+) -> Result<std::collections::HashMap<String, String>, WrapperError> {
     let text = match sync {
         Some(SyncHost { host, ssh_config }) => {
             let out = tokio::process::Command::new("ssh")
@@ -192,36 +197,44 @@ async fn read_secrets(
                 .stdin(std::process::Stdio::null())
                 .output()
                 .await
-                .map_err(|e| format!("cannot run ssh: {e}"))?;
+                .map_err(|source| WrapperError::Spawn {
+                    program: "ssh",
+                    source,
+                })?;
             if !out.status.success() {
-                return Err(format!(
-                    "cannot read {} on {host}: {}",
-                    file.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                return Err(WrapperError::Read {
+                    path: file.to_path_buf(),
+                    host: Some(host.clone()),
+                    detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
             }
             String::from_utf8_lossy(&out.stdout).into_owned()
         }
-        None => std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        None => std::fs::read_to_string(file).map_err(|e| WrapperError::Read {
+            path: file.to_path_buf(),
+            host: None,
+            detail: e.to_string(),
+        })?,
     };
-    serde_json::from_str(&text).map_err(|_| format!("{} is not a JSON map", file.display()))
+    serde_json::from_str(&text).map_err(|_| WrapperError::NotAMap {
+        path: file.to_path_buf(),
+    })
 }
 
 /// Put the values of the spec's secret variables into its environment.
-pub(super) async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), String> {
+pub(super) async fn resolve_secrets(spec: &mut JobSpec) -> Result<(), WrapperError> {
     if spec.secret_env.is_empty() {
         return Ok(());
     }
     let file = spec
         .secrets_file
         .clone()
-        .ok_or("the trial has secrets but no secrets file")?;
+        .ok_or(WrapperError::NoSecretsFile)?;
     let values = read_secrets(&file, spec.sync.as_ref()).await?;
     for (var, key) in std::mem::take(&mut spec.secret_env) {
         let value = values
             .get(&key)
-            .ok_or_else(|| format!("the secrets file has no `{key}`"))?;
+            .ok_or_else(|| WrapperError::MissingSecret(key.clone()))?;
         spec.env.push((var, value.clone()));
     }
     Ok(())

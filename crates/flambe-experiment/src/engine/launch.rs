@@ -41,6 +41,7 @@ impl Engine<'_> {
         let command = match self.render(stage, &trial, &out) {
             Ok(c) => c,
             Err(why) => {
+                let why = why.to_string();
                 self.state(self.store.finish_attempt(
                     &trial.id,
                     attempt,

@@ -2,6 +2,7 @@
 //! ancestors (upstream trials) its placeholders and inputs point at.
 
 use super::Engine;
+use crate::error::RenderError;
 use crate::search::render_value;
 use crate::state::Trial;
 use flambe_config::template::{Ref, classify};
@@ -15,7 +16,7 @@ impl Engine<'_> {
         stage: &Stage,
         trial: &Trial,
         out: &Path,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, RenderError> {
         stage.run.render(|path| match classify(path) {
             Ref::Out => Ok(out.display().to_string()),
             Ref::Trial => Ok(trial.id.clone()),
@@ -23,7 +24,7 @@ impl Engine<'_> {
                 .params
                 .get(p)
                 .map(render_value)
-                .ok_or_else(|| format!("no param `{p}`")),
+                .ok_or_else(|| RenderError::NoParam(p.to_string())),
             Ref::Resource(r) => self
                 .exp
                 .resources
@@ -33,25 +34,25 @@ impl Engine<'_> {
                     ResourceLocation::Local(p) => p.display().to_string(),
                     ResourceLocation::Cluster(p) => p.clone(),
                 })
-                .ok_or_else(|| format!("no resource `{r}`")),
+                .ok_or_else(|| RenderError::NoResource(r.to_string())),
             Ref::UpstreamOut(s) => self
                 .ancestor(trial, s)
                 .map(|a| self.out_dir(&a.id).display().to_string()),
             Ref::UpstreamParam(s, p) => {
                 // A PBT ancestor's are the params it ended with.
                 let ancestor = self.ancestor(trial, s)?;
-                let schedule = self
-                    .store
-                    .schedule(&ancestor.id)
-                    .map_err(|e| e.to_string())?;
+                let schedule = self.store.schedule(&ancestor.id)?;
                 schedule
                     .last()
                     .map_or(&ancestor.params, |e| &e.params)
                     .get(p)
                     .map(render_value)
-                    .ok_or_else(|| format!("no param `{p}` in stage `{s}`"))
+                    .ok_or_else(|| RenderError::NoUpstreamParam {
+                        stage: s.to_string(),
+                        param: p.to_string(),
+                    })
             }
-            Ref::Invalid => Err(format!("unknown placeholder {{{}}}", path.join("."))),
+            Ref::Invalid => Err(RenderError::Unknown(path.join("."))),
         })
     }
 
@@ -68,22 +69,21 @@ impl Engine<'_> {
     }
 
     /// The trial of stage `stage` that `trial` descends from.
-    fn ancestor(&self, trial: &Trial, stage: &str) -> std::result::Result<Trial, String> {
+    fn ancestor(&self, trial: &Trial, stage: &str) -> std::result::Result<Trial, RenderError> {
         let mut current = trial.parent.clone();
         while let Some(id) = current {
             let t = self
                 .store
-                .trial(&id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("ancestor {id} is not recorded"))?;
+                .trial(&id)?
+                .ok_or_else(|| RenderError::Unrecorded(id.clone()))?;
             if t.stage == stage {
                 return Ok(t);
             }
             current = t.parent;
         }
-        Err(format!(
-            "trial {} has no ancestor in stage `{stage}`",
-            trial.id
-        ))
+        Err(RenderError::NoAncestor {
+            trial: trial.id.clone(),
+            stage: stage.to_string(),
+        })
     }
 }

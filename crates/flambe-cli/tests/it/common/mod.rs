@@ -28,14 +28,10 @@ pub fn try_get_as(url: &str, path: &str, token: Option<&str>) -> Option<(u16, Ve
 }
 
 /// [`try_get`] from a server that must be answering.
-// Not every test file that includes this module uses both functions.
-#[allow(dead_code)]
 pub fn get(url: &str, path: &str) -> (u16, Vec<u8>) {
     try_get(url, path).unwrap_or_else(|| panic!("nothing answered GET {path} at {url}"))
 }
 
-// Not every test file that includes this module uses it.
-#[allow(dead_code)]
 /// Every file under `root` whose bytes contain `needle`.
 pub fn files_containing(root: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -61,7 +57,6 @@ pub fn files_containing(root: &std::path::Path, needle: &str) -> Vec<std::path::
 
 /// A Python package folder `name` (setup.py, version 0.3) whose module
 /// says `MARK = "mark"`.
-#[allow(dead_code)]
 pub fn write_package(dir: &std::path::Path, name: &str, mark: &str) {
     std::fs::create_dir_all(dir.join(name)).unwrap();
     std::fs::write(
@@ -78,7 +73,6 @@ pub fn write_package(dir: &std::path::Path, name: &str, mark: &str) {
 
 /// What two runs of one experiment must agree on, row by row of its
 /// results.json: trial, parent, params, status and best metric.
-#[allow(dead_code)]
 pub fn essence(rows: &[serde_json::Value]) -> Vec<String> {
     rows.iter()
         .map(|r| {

@@ -28,7 +28,7 @@ fn flambe_with_keys() -> (Command, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
     let ssh = home.path().join(".ssh");
     std::fs::create_dir(&ssh).unwrap();
-    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad/fake_key");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flambe-config/tests/bad/fake_key");
     for name in ["id_ed25519", "my-keypair.pem"] {
         std::fs::copy(&fake, ssh.join(name)).unwrap();
     }

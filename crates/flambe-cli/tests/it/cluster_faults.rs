@@ -12,9 +12,7 @@
 //!
 //! Root only; skipped with a reason otherwise, a failure under CI=true.
 
-mod common;
-
-use common::ray_cluster::RayCluster;
+use crate::common::ray_cluster::RayCluster;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -9,24 +9,25 @@
 //! while the job runs, every 100 ms. GPUs are handed out by index through
 //! `CUDA_VISIBLE_DEVICES`; a job without GPUs gets an empty one (no GPU).
 
-use crate::metrics::parse_metric_line;
+mod output;
+mod processes;
+
+pub use processes::{MARKER_VAR, kill_marked, marker_of};
+
 use crate::{Executor, JobEvent, JobSpec, Outcome};
+use output::{MetricsTail, copy_lines};
+use processes::{signal_group, stop_group};
 use std::collections::HashMap;
-use std::io::SeekFrom;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::fs::File;
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc};
 
 /// How often a running job's metrics file is read.
 const METRICS_POLL: Duration = Duration::from_millis(100);
-/// How long a job gets after SIGTERM before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// CPUs of this machine (what the scheduler may fill).
 pub fn detect_cpus() -> f64 {
@@ -49,71 +50,7 @@ pub fn detect_gpus() -> u32 {
         })
 }
 
-/// The environment variable every process of a job inherits, whatever
-/// it forks: how a job's processes are found once its leader is gone.
-pub const MARKER_VAR: &str = "FLAMBE_OUT";
-
-/// `FLAMBE_OUT=<out>`, the exact entry a job's processes carry.
-pub fn marker_of(env: &[(String, String)]) -> Option<String> {
-    env.iter()
-        .find(|(k, _)| k == MARKER_VAR)
-        .map(|(k, v)| format!("{k}={v}"))
-}
-
-/// This machine's processes (other than this one) whose environment holds
-/// `marker`. A pipeline's members, `cmd &`, `setsid` and double forks all
-/// inherit it, and it outlives the job's leader and its process group. A
-/// process that replaces its whole environment (`env -i`) is not found.
-fn marked_processes(marker: &[u8]) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            // Other users' processes are unreadable, zombies read empty.
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker))
-        })
-        .collect()
-}
-
-/// How many scans in a row must find nothing before the job counts as
-/// gone, and the pause between them. A process in the middle of `execve`
-/// shows an empty environment for a moment (the new image's is not laid
-/// out yet), so one empty scan can miss it.
-const EMPTY_SCANS: u32 = 3;
-const SCAN_GAP: Duration = Duration::from_millis(5);
-
-/// Kill every process that carries `marker`, looking again until none is
-/// left (one may fork or exec while the others die). Returns whether any
-/// was found. Blocks for a few milliseconds: call it off the async threads.
-pub fn kill_marked(marker: &str) -> bool {
-    let mut found = false;
-    let mut empty_in_a_row = 0;
-    for _ in 0..200 {
-        let pids = marked_processes(marker.as_bytes());
-        if pids.is_empty() {
-            empty_in_a_row += 1;
-            if empty_in_a_row == EMPTY_SCANS {
-                break;
-            }
-            std::thread::sleep(SCAN_GAP);
-            continue;
-        }
-        empty_in_a_row = 0;
-        found = true;
-        for pid in pids {
-            // SAFETY: plain syscall on a pid read from /proc just now.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-    found
-}
-
+/// A launched job's share of the machine, and how to stop it.
 struct Running {
     cpus: f64,
     gpus: Vec<u32>,
@@ -338,136 +275,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn signal_group(pid: u32, signal: i32) {
-    if pid > 0 {
-        // SAFETY: plain syscall; the group id is the child's pid (process_group(0)).
-        unsafe {
-            libc::kill(-(pid as i32), signal);
-        }
-    }
-}
-
-async fn stop_group(child: &mut Child, pid: u32) {
-    signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-}
-
-async fn copy_lines(
-    stream: impl tokio::io::AsyncRead + Unpin,
-    path: std::path::PathBuf,
-    echo: Option<(String, bool, mpsc::UnboundedSender<JobEvent>)>,
-) {
-    let Ok(mut file) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .await
-    else {
-        return;
-    };
-    let mut lines = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match lines.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let _ = file.write_all(&buf).await;
-                let _ = file.flush().await;
-                if let Some((id, stderr, events)) = &echo {
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                    let _ = events.send(JobEvent::Output {
-                        id: id.clone(),
-                        stderr: *stderr,
-                        line,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// Reads the lines a job appends to its metrics file, as they come.
-struct MetricsTail {
-    id: String,
-    path: std::path::PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
-    line: usize,
-}
-
-impl MetricsTail {
-    fn new(spec: &JobSpec) -> MetricsTail {
-        MetricsTail {
-            id: spec.id.clone(),
-            path: spec.metrics.clone(),
-            offset: 0,
-            partial: Vec::new(),
-            line: 0,
-        }
-    }
-
-    async fn read(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
-        let Some(chunk) = read_from(&self.path, self.offset).await else {
-            return;
-        };
-        self.offset += chunk.len() as u64;
-        // Bytes, not text, until a line is whole: a character split across
-        // two reads is decoded only once both halves are here.
-        self.partial.extend_from_slice(&chunk);
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.emit(String::from_utf8_lossy(&line).trim(), events);
-        }
-    }
-
-    /// A last line without a newline still counts once the job is done.
-    fn finish(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
-        let rest = std::mem::take(&mut self.partial);
-        let rest = String::from_utf8_lossy(&rest);
-        if !rest.trim().is_empty() {
-            self.emit(rest.trim(), events);
-        }
-    }
-
-    fn emit(&mut self, line: &str, events: &mpsc::UnboundedSender<JobEvent>) {
-        self.line += 1;
-        if line.is_empty() {
-            return;
-        }
-        let event = match parse_metric_line(line) {
-            Ok(metric) => JobEvent::Metric {
-                id: self.id.clone(),
-                line: self.line,
-                metric,
-            },
-            Err(error) => JobEvent::BadMetricLine {
-                id: self.id.clone(),
-                line: self.line,
-                error,
-            },
-        };
-        let _ = events.send(event);
-    }
-}
-
-async fn read_from(path: &Path, offset: u64) -> Option<Vec<u8>> {
-    let mut file = File::open(path).await.ok()?;
-    file.seek(SeekFrom::Start(offset)).await.ok()?;
-    let mut buf = Vec::new();
-    file.read_to_end(&mut buf).await.ok()?;
-    (!buf.is_empty()).then_some(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn spec(dir: &Path, id: &str, command: &str) -> JobSpec {
         JobSpec {

@@ -1,7 +1,5 @@
 //! An SSH cluster of test hosts with Ray, for the tests that run
 //! experiments on a cluster (remote_run, cluster_faults).
-// Not every test file that includes `common` uses it.
-#![allow(dead_code)]
 
 use assert_cmd::Command;
 use flambe_testbed::{Testbed, available, missing_prerequisite};

@@ -5,7 +5,7 @@
 //! hosts' pip.conf and a local apt repository. flambe must bring the rest.
 //! Root only; skipped with a reason otherwise, a failure under CI=true.
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use flambe_testbed::{HostKind, Testbed, available, bare_roots_available};

@@ -1,12 +1,10 @@
 //! The PBT toy of `scripts/bench/pbt_toy.py` as an experiment, and what
 //! its results must show wherever it ran (checkpoints, remote_run).
-// Not every test file that includes `common` uses it.
-#![allow(dead_code)]
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const TOY: &str = include_str!("../../../../scripts/bench/pbt_toy.py");
+const TOY: &str = include_str!("../../../../../scripts/bench/pbt_toy.py");
 
 /// `NAME.yaml` in `dir`: six learning rates of the toy (sent as the
 /// resource `toy`), then `rest` (a scheduler line, more stages), results

@@ -6,9 +6,7 @@
 //! the best fixed rate, and each clone goes on from its donor's checkpoint
 //! (the same on a cluster: `remote_run`).
 
-mod common;
-
-use common::pbt;
+use crate::common::pbt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

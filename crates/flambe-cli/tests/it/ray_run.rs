@@ -3,10 +3,8 @@
 //! GPUs) started by this test on loopback: same results as a local run,
 //! distinct GPUs for concurrent GPU trials, lost jobs retried.
 
-mod common;
-
+use crate::common::{essence, try_get_as};
 use assert_cmd::Command;
-use common::{essence, try_get_as};
 use flambe_testbed::missing_prerequisite;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
