@@ -2,7 +2,7 @@
 
 use crate::ec2::Aws;
 use crate::error::AwsError;
-use flambe_cluster::home::cluster_dir;
+use flambe_cluster::cluster_dir;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

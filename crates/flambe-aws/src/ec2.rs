@@ -164,7 +164,7 @@ impl Aws {
             Role::Factory => &cfg.factories_type,
         };
         let mut tags = TagSpecification::builder().resource_type(ResourceType::Instance);
-        for (k, v) in flambe_cluster::plan::instance_tags(cfg, role, name) {
+        for (k, v) in flambe_cluster::instance_tags(cfg, role, name) {
             tags = tags.tags(Tag::builder().key(k).value(v).build());
         }
         let volume = BlockDeviceMapping::builder()

@@ -57,7 +57,7 @@ pub enum AwsError {
     },
 }
 
-impl flambe_config::hint::Hint for AwsError {
+impl flambe_config::Hint for AwsError {
     fn hint(&self) -> Option<String> {
         match self {
             AwsError::NotYours { .. } => Some("give this cluster another `name`".into()),

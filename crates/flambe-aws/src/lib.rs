@@ -5,7 +5,7 @@
 //! instances, waits for them and their SSH, and hands them to the SSH
 //! cluster code (`flambe_cluster::up`), which does everything else exactly
 //! as for machines the user already has. Idle instances terminate
-//! themselves through CloudWatch alarms ([`alarms`]).
+//! themselves through CloudWatch alarms (`alarms`).
 //!
 //! Credentials and region come the standard way (environment, profile,
 //! `region_name`), and so does the endpoint: `AWS_ENDPOINT_URL` points the
@@ -15,9 +15,11 @@
 //! - `cloudwatch`: the idle alarms, and marking instances active;
 //! - `up`: bring-up with rollback of what this run created;
 //! - `down`: the provider's record (`aws.json`) and `down`;
-//! - `error`: [`AwsError`].
+//! - `error`: [`AwsError`], with the hint for each kind.
+//!
+//! Modules are private; what other crates use is re-exported here.
 
-pub mod alarms;
+mod alarms;
 mod cloudwatch;
 mod down;
 mod ec2;

@@ -6,7 +6,7 @@ use crate::alarms::{self, AlarmPlan, Monitoring};
 use crate::down::{AwsRecord, record_path};
 use crate::ec2::{Aws, Instance, SSH_PORT};
 use crate::error::AwsError;
-use flambe_cluster::{Role, UpReport, home::cluster_dir};
+use flambe_cluster::{Role, UpReport, cluster_dir};
 use flambe_config::{AwsCluster, HostAddr, SshCluster};
 use std::time::{Duration, Instant};
 
@@ -296,9 +296,9 @@ pub(crate) fn as_ssh_cluster(
 
 /// The cluster's local state names AWS as its provider (`cluster status`).
 pub(crate) fn mark_provider(name: &str) {
-    let files = flambe_cluster::state::ClusterFiles::new(cluster_dir(name));
+    let files = flambe_cluster::ClusterFiles::new(cluster_dir(name));
     if let Ok(Some(mut state)) = files.load() {
-        state.provider = flambe_cluster::state::Provider::Aws;
+        state.provider = flambe_cluster::Provider::Aws;
         let _ = files.save(&state);
     }
 }

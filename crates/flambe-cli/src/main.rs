@@ -1,5 +1,14 @@
 //! The `flambe` command line: parses flags, calls one operation per command in
 //! the library crates, and renders the result. It holds no logic of its own.
+//!
+//! - `cli`: the flags (clap), Flambé's commands as typed;
+//! - `commands`: one file per command: parse, call one operation, print;
+//! - `print`: how plans, results and clusters look on the console;
+//! - `progress` (the engine's events) and `steps` (an operation's steps):
+//!   the console's observers, spinners and lines;
+//! - `outcome`: what a finished run prints and its exit code;
+//! - `render`: the one error renderer: the error, each cause once, every hint;
+//! - `logging`: `tracing` to stderr, `-v` for more.
 
 mod cli;
 mod commands;

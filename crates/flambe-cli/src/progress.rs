@@ -3,8 +3,8 @@
 //! one line per stage otherwise. With `-v`, every trial output line too.
 
 use flambe_experiment::{Event, Observer, StageResult, Status};
+use flambe_report::ExperimentSummary;
 use flambe_report::TensorBoardObserver;
-use flambe_report::api::ExperimentSummary;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 

@@ -3,7 +3,7 @@
 //! exit 2 (as usage errors do), everything else 1.
 
 use flambe_config::ConfigError;
-use flambe_config::hint::{Hint, Hinted};
+use flambe_config::{Hint, Hinted};
 use std::error::Error;
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ fn own_hint(err: &(dyn Error + 'static)) -> Option<String> {
     if let Some(e) = err.downcast_ref::<flambe_aws::AwsError>() {
         return e.hint();
     }
-    if let Some(e) = err.downcast_ref::<flambe_cluster::host::HostError>() {
+    if let Some(e) = err.downcast_ref::<flambe_cluster::HostError>() {
         return e.hint();
     }
     if let Some(e) = err.downcast_ref::<flambe_ops::DriverGone>() {

@@ -1,6 +1,6 @@
 //! How each operation step reads on the terminal (stderr, above any bars).
 
-use flambe_cluster::state::Provider;
+use flambe_cluster::Provider;
 use flambe_ops::{Step, TensorBoardAt};
 
 /// The line(s) a step prints; `None` for steps shown otherwise (progress).
@@ -25,7 +25,7 @@ pub fn text(step: &Step<'_>) -> Option<String> {
             tensorboard,
         } => format!(
             "Cluster ready in {seconds:.1}s; checking Ray {}{} on every host…",
-            flambe_cluster::ray::RAY_VERSION,
+            flambe_cluster::RAY_VERSION,
             if *tensorboard { " and TensorBoard" } else { "" }
         ),
         Step::Provisioned(done) => {

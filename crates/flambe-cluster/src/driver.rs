@@ -184,7 +184,7 @@ impl ClusterRunnable for Experiment {
         self.devices = Default::default();
     }
     fn to_yaml(&self) -> String {
-        flambe_config::emit::experiment_yaml(self)
+        flambe_config::experiment_yaml(self)
     }
     fn secrets(&self) -> Vec<String> {
         Experiment::secrets(self)
@@ -202,7 +202,7 @@ impl ClusterRunnable for Script {
         self.save_path = save_path;
     }
     fn to_yaml(&self) -> String {
-        flambe_config::emit::script_yaml(self)
+        flambe_config::script_yaml(self)
     }
     fn secrets(&self) -> Vec<String> {
         Script::secrets(self)
@@ -297,7 +297,7 @@ pub async fn launch<R: ClusterRunnable>(
         let prepared = crate::extensions::prepare(cluster, extensions, &home).await?;
         let yaml = format!(
             "{}{}",
-            flambe_config::emit::extensions_yaml(&prepared.remote),
+            flambe_config::extensions_yaml(&prepared.remote),
             shipped.to_yaml()
         );
         (yaml, Some(prepared))

@@ -1,9 +1,9 @@
 //! Why a cluster operation failed: which hosts, and what happened on each.
-//! What to do about it is the error's [`Hint`](flambe_config::hint::Hint),
+//! What to do about it is the error's [`Hint`](flambe_config::Hint),
 //! printed once by the CLI's renderer.
 
 use crate::host::HostError;
-use flambe_config::hint::Hint;
+use flambe_config::Hint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

@@ -1,5 +1,5 @@
 //! A config file's extensions: the packages of the trials' Python
-//! environment (`flambe_executor::pyenv`), here and on every host.
+//! environment (`flambe_executor::PythonEnv`), here and on every host.
 
 use crate::cluster::Cluster;
 use crate::error::{ClusterError, InstallFailure};
@@ -7,7 +7,10 @@ use crate::host::shell_quote;
 use crate::remote_home::RemoteHome;
 use crate::sync::rsync_up;
 use flambe_config::{Extension, ExtensionSource};
-use flambe_executor::pyenv::{self, InstallOutcome, Package, PackageSource};
+use flambe_executor::{
+    InstallOutcome, Package, PackageSource, parse_python_env_outcome, python_env_install_script,
+    python_env_key,
+};
 use futures::future::join_all;
 use std::path::PathBuf;
 
@@ -56,7 +59,7 @@ pub async fn prepare(
     extensions: &[Extension],
     home: &str,
 ) -> Result<Prepared, ClusterError> {
-    let key = pyenv::env_key(&packages(extensions)).map_err(|e| ClusterError::Io {
+    let key = python_env_key(&packages(extensions)).map_err(|e| ClusterError::Io {
         what: "reading the extensions".into(),
         source: std::io::Error::other(e.to_string()),
     })?;
@@ -78,14 +81,14 @@ pub async fn prepare(
             ext.source = ExtensionSource::LocalFolder(PathBuf::from(dest));
         }
     }
-    let script = pyenv::install_script(&RemoteHome::tilde().envs(), &key, &packages(&remote));
+    let script = python_env_install_script(&RemoteHome::tilde().envs(), &key, &packages(&remote));
     let command = format!("bash -c {}", shell_quote(&script));
     let outcomes = join_all(cluster.hosts.iter().map(|h| h.run(&command))).await;
     let mut failures = Vec::new();
     let mut installed_on = Vec::new();
     for (h, out) in cluster.hosts.iter().zip(outcomes) {
         let out = out?;
-        match pyenv::parse_outcome(&out.stdout) {
+        match parse_python_env_outcome(&out.stdout) {
             InstallOutcome::Ready => {}
             InstallOutcome::Installed => installed_on.push(h.name().to_string()),
             InstallOutcome::Failed { name, error } => failures.push(InstallFailure {

@@ -56,7 +56,7 @@ pub enum HostError {
     },
 }
 
-impl flambe_config::hint::Hint for HostError {
+impl flambe_config::Hint for HostError {
     fn hint(&self) -> Option<String> {
         match self {
             HostError::HostKeyChanged { known_hosts, .. } => Some(format!(

@@ -453,7 +453,7 @@ impl From<&Probe> for Tools {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flambe_config::hint::Hint;
+    use flambe_config::Hint;
 
     fn probe(pairs: &[(&str, &str)]) -> Probe {
         Probe {

@@ -156,7 +156,7 @@ impl ExperimentHome {
     pub fn results(&self) -> String {
         self.join(&format!("runs/{}", self.name))
     }
-    /// A file of the results folder (`flambe_experiment::layout::names`).
+    /// A file of the results folder (`flambe_experiment::result_file_names`).
     pub fn result_file(&self, file: &str) -> String {
         format!("{}/{file}", self.results())
     }

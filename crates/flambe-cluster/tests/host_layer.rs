@@ -2,7 +2,7 @@
 //! timeouts, parallel runs with per-host results, errors that name the
 //! host and the command. Root only (see flambe_testbed).
 
-use flambe_cluster::host::HostError;
+use flambe_cluster::HostError;
 use flambe_cluster::{Cluster, up};
 use flambe_testbed::{Testbed, available};
 use std::io::{Read, Write};

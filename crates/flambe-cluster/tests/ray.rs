@@ -5,8 +5,8 @@
 //! installs in /opt/flambe-test/ray (linked into each host's ~/.flambe/ray,
 //! as a cluster's own Ray of the right version would be).
 
-use flambe_cluster::ray::{DASHBOARD_PORT, start_ray, stop_ray};
 use flambe_cluster::{Cluster, up};
+use flambe_cluster::{DASHBOARD_PORT, start_ray, stop_ray};
 use flambe_testbed::{Testbed, available, missing_prerequisite};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -72,7 +72,7 @@ async fn ray_spans_the_hosts_and_places_gpu_jobs_on_factories() {
     };
     up(&cfg).await.unwrap();
     let mut cluster = Cluster::open("rc").await.unwrap();
-    flambe_cluster::provision::ensure(&mut cluster, false)
+    flambe_cluster::provision(&mut cluster, false)
         .await
         .unwrap();
     let started = Instant::now();

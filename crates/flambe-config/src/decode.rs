@@ -65,18 +65,6 @@ impl<'a> Fields<'a> {
         })
     }
 
-    pub fn src(&self) -> &'a Source {
-        self.src
-    }
-
-    pub fn what(&self) -> &str {
-        &self.what
-    }
-
-    pub fn node(&self) -> &'a Node {
-        self.node
-    }
-
     pub fn optional(&mut self, key: &str) -> Option<&'a Node> {
         self.entries.iter().find(|e| e.0 == key).map(|e| e.2)
     }

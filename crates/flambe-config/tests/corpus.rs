@@ -4,7 +4,7 @@
 //! or its hint) and `# at: LINE:COL` where the error has a position. The
 //! CLI's `bad_inputs` test runs a few of them through the binary.
 
-use flambe_config::hint::Hint;
+use flambe_config::Hint;
 use std::path::{Path, PathBuf};
 
 fn corpus() -> Vec<PathBuf> {

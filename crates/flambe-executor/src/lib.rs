@@ -6,33 +6,46 @@
 //! lines, and how it finished. It knows nothing of stages or searches; the
 //! experiment engine decides what to launch and what an outcome means.
 //!
-//! - [`local`]: child processes on this machine, as many at once as their
+//! - `local`: child processes on this machine, as many at once as their
 //!   CPUs and GPUs fit, each in its own process group so that stopping a job
 //!   stops everything it started.
-//! - [`ray`]: jobs submitted to a Ray cluster through the Jobs REST API, with
+//! - `ray`: jobs submitted to a Ray cluster through the Jobs REST API, with
 //!   the job's CPUs/GPUs as entrypoint resources; the entrypoint is
-//!   `flambe trial-run` ([`wrapper`]), which runs the command on the node Ray
+//!   `flambe trial-run` (`wrapper`), which runs the command on the node Ray
 //!   chose, as a local job there, and reports back through its log.
-//! - [`metrics`]: the JSON-lines metrics format shared by every executor.
-//! - [`ray_log`]: a Ray job's log, followed over the Jobs API's websocket
+//! - `metrics`: the JSON-lines metrics format shared by every executor.
+//! - `ray_log`: a Ray job's log, followed over the Jobs API's websocket
 //!   tail and cut into whole lines, each byte read once.
-//! - [`pyenv`]: the extensions' Python environment (a venv keyed by what is
+//! - `pyenv`: the extensions' Python environment (a venv keyed by what is
 //!   installed in it), made here or by a script on every host.
 //! - [`SyncHost`]: where a job that runs on another machine fetches its
 //!   inputs from and sends its results back to.
+//! - `error`: [`MetricLineError`] and [`RayApiError`] (the wrapper's own
+//!   errors are [`WrapperError`]).
+//!
+//! Modules are private; what other crates use is re-exported here.
 
 mod error;
-pub mod local;
-pub mod metrics;
-pub mod pyenv;
-pub mod ray;
-pub mod ray_log;
-pub mod wrapper;
+mod local;
+mod metrics;
+mod pyenv;
+mod ray;
+mod ray_log;
+mod wrapper;
 
 pub use error::{MetricLineError, RayApiError};
-pub use local::{LocalExecutor, detect_cpus, detect_gpus, kill_marked, marker_of};
+pub use local::{LocalExecutor, MARKER_VAR, detect_cpus, detect_gpus, kill_marked, marker_of};
 pub use metrics::{MetricLine, parse_metric_line};
+pub use pyenv::{
+    EnvError, InstallOutcome, Package, PackageSource, PythonEnv,
+    ensure_here as ensure_python_env_here, env_key as python_env_key,
+    install_script as python_env_install_script, parse_outcome as parse_python_env_outcome,
+};
 pub use ray::RayExecutor;
+pub use wrapper::{
+    ATTEMPT_FILE, WrapperError, decode_spec, encode_spec, guard_trial, leave_ray_environment,
+    run_trial,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -48,6 +48,8 @@ impl Asha {
         }
     }
 
+    /// The rungs' milestones (tests read them; the engine needs only decisions).
+    #[cfg(test)]
     pub fn milestones(&self) -> Vec<u64> {
         self.rungs.iter().map(|(m, _)| *m).collect()
     }

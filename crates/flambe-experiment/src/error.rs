@@ -47,7 +47,7 @@ pub enum EngineError {
     Lock(#[from] crate::lock::LockError),
 }
 
-impl flambe_config::hint::Hint for EngineError {
+impl flambe_config::Hint for EngineError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             EngineError::ChangedConfig { name, .. } => format!(

@@ -120,9 +120,9 @@ impl TrialDir {
         self.0.join(".checkpoint.donor")
     }
     /// The attempt whose results the folder takes (see
-    /// `flambe_executor::wrapper::ATTEMPT_FILE`).
+    /// `flambe_executor::ATTEMPT_FILE`).
     pub fn attempt(&self) -> PathBuf {
-        self.0.join(flambe_executor::wrapper::ATTEMPT_FILE)
+        self.0.join(flambe_executor::ATTEMPT_FILE)
     }
     pub fn stdout(&self) -> PathBuf {
         self.0.join("stdout.log")

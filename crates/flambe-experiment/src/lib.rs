@@ -2,53 +2,64 @@
 //!
 //! From a validated [`flambe_config::Experiment`] to results:
 //!
-//! - [`search`] expands a stage's search space (`!g`, `!s`, `!c`, `!u`, `!lu`,
+//! - `search` expands a stage's search space (`!g`, `!s`, `!c`, `!u`, `!lu`,
 //!   `!i`, `samples`, `!Random`) into parameter sets, reproducibly from the experiment `seed`
-//!   with the fixed generator in [`rng`];
-//! - [`plan`] lays the stages end to end for `--dry-run`: a stage's trials are
+//!   with the fixed generator in `rng`;
+//! - `plan` lays the stages end to end for `--dry-run`: a stage's trials are
 //!   the surviving trials of the previous stage times its own variants;
-//! - [`study`] chooses a TPE stage's trials one at a time from the finished
+//! - `study` chooses a TPE stage's trials one at a time from the finished
 //!   ones;
-//! - [`engine`] runs the stages on an executor, with retries and the stage's
-//!   scheduler ([`asha`], HyperBand over it, the median rule: `schedulers`), recording everything in [`state`] (SQLite, WAL) so
+//! - `engine` runs the stages on an executor, with retries and the stage's
+//!   scheduler (`asha`, HyperBand over it, the median rule: `schedulers`), recording everything in `state` (SQLite, WAL) so
 //!   that a killed run resumes where it was, one driver per results folder
-//!   ([`lock`]); it is given [`RunOptions`] and tells an [`Observer`] what
+//!   (`lock`); it is given [`RunOptions`] and tells an [`Observer`] what
 //!   happens (`options`); `environment` resolves trials' `env` and secrets,
 //!   `prepare` resumes, refuses or sets aside an existing results folder;
-//! - [`layout`] owns the results folder's layout ([`ResultsDir`]) and the
+//! - `layout` owns the results folder's layout ([`ResultsDir`]) and the
 //!   run's [`RunStatus`];
-//! - [`results`] ranks trials, picks survivors (`reduce`) and writes
-//!   `results.csv` / `results.json`.
+//! - `results` ranks trials, picks survivors (`reduce`) and writes
+//!   `results.csv` / `results.json`;
+//! - `median` (the median stopping rule) and `pbt` (population-based
+//!   training: exploit a donor's checkpoint, explore its params) are the
+//!   schedulers besides ASHA; `error` holds [`EngineError`]; `engine_tests`
+//!   and `engine_search_tests` drive the engine with a fake executor;
+//! - `extend` compares a grown config with what a results folder recorded.
+//!
+//! Modules are private; what other crates use is re-exported here.
 
-pub mod asha;
-pub mod engine;
+mod asha;
+mod engine;
 #[cfg(test)]
 mod engine_search_tests;
 #[cfg(test)]
 mod engine_tests;
 mod environment;
 mod error;
-pub mod extend;
-pub mod layout;
-pub mod lock;
+mod extend;
+mod layout;
+mod lock;
 mod median;
 mod options;
 mod pbt;
-pub mod plan;
+mod plan;
 mod prepare;
-pub mod results;
-pub mod rng;
+mod results;
+mod rng;
 mod schedulers;
-pub mod search;
-pub mod state;
-pub mod study;
+mod search;
+mod state;
+mod study;
 
 pub use engine::run_experiment;
 pub use error::EngineError;
-pub use layout::{ResultsDir, RunStatus, TrialDir};
+pub use extend::{Change, Recorded, recorded as recorded_run};
+pub use layout::{ResultsDir, RunStatus, TrialDir, names as result_file_names};
+pub use lock::acquire as lock_results_dir;
 pub use options::{Event, Observer, RayTarget, RunOptions};
 pub use plan::{ExperimentPlan, StagePlan, plan, trial_id};
 pub use prepare::diff;
-pub use results::{Report, Row, StageResult};
+pub use results::{
+    Report, Row, StageResult, read_report, stage_result, stages_without_success, trial_row,
+};
 pub use search::{Params, expand, render_value};
-pub use state::Status;
+pub use state::{Status, Store, now as unix_now};

@@ -121,7 +121,7 @@ mod tests {
             e.contains(&format!("driver pid {}", std::process::id())),
             "{e}"
         );
-        use flambe_config::hint::Hint;
+        use flambe_config::Hint;
         let hint = crate::EngineError::Lock(err).hint().unwrap_or_default();
         assert!(hint.contains("flambe site"), "{hint}");
         drop(first);

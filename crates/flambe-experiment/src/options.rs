@@ -22,7 +22,7 @@ pub struct RunOptions {
     /// The extensions' Python environment, ready on every machine trials
     /// run on (same path): first on their PATH, recorded with the results,
     /// and part of the config (other extensions make another experiment).
-    pub python: Option<flambe_executor::pyenv::PythonEnv>,
+    pub python: Option<flambe_executor::PythonEnv>,
     /// Run trials on a Ray cluster instead of here.
     pub ray: Option<RayTarget>,
 }

@@ -121,6 +121,7 @@ pub struct Store {
 
 pub type Result<T> = rusqlite::Result<T>;
 
+/// Seconds since the Unix epoch: the clock every recorded time uses.
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -3,9 +3,9 @@
 
 use crate::events::{Reporter, Step};
 use anyhow::{anyhow, bail};
-use flambe_cluster::state::Provider;
+use flambe_cluster::Provider;
 use flambe_cluster::{Cluster, UpReport};
-use flambe_config::hint::with_hint;
+use flambe_config::with_hint;
 use flambe_config::{AwsCluster, ConfigFile, Runnable, SshCluster, load_file};
 use std::path::Path;
 
@@ -90,7 +90,7 @@ pub enum Downed {
 /// cluster key, AWS instances are terminated. `purge` forgets an SSH
 /// cluster even where its key could not be removed.
 pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
-    let provider = match flambe_cluster::cluster::load_state(name) {
+    let provider = match flambe_cluster::load_state(name) {
         Ok((_, state)) => state.provider,
         // An AWS bring-up that failed before its hosts were recorded still
         // has instances to terminate, by its own record.
@@ -105,7 +105,7 @@ pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
             ),
             format!(
                 "terminate them in the EC2 console (tag Cluster-Name={name}), then remove {}",
-                flambe_cluster::home::cluster_dir(name).display()
+                flambe_cluster::cluster_dir(name).display()
             ),
         )
         .into()),
@@ -179,19 +179,13 @@ pub async fn rsync(
         let mut copied = Vec::new();
         match (src.strip_prefix(':'), dest.strip_prefix(':')) {
             (None, Some(remote)) => {
-                let hosts: Vec<&flambe_cluster::host::Host> = match host {
+                let hosts: Vec<&flambe_cluster::Host> = match host {
                     Some(h) => vec![cluster.host(h)?],
                     None => cluster.hosts.iter().collect(),
                 };
                 for h in hosts {
-                    flambe_cluster::sync::rsync_up(
-                        &cluster.files,
-                        h,
-                        Path::new(src),
-                        remote,
-                        delete,
-                    )
-                    .await?;
+                    flambe_cluster::rsync_up(&cluster.files, h, Path::new(src), remote, delete)
+                        .await?;
                     copied.push(format!("{src} → {}:{remote}", h.name()));
                 }
             }
@@ -200,14 +194,8 @@ pub async fn rsync(
                     Some(h) => cluster.host(h)?,
                     None => cluster.orchestrator(),
                 };
-                flambe_cluster::sync::rsync_down(
-                    &cluster.files,
-                    h,
-                    remote,
-                    Path::new(dest),
-                    delete,
-                )
-                .await?;
+                flambe_cluster::rsync_down(&cluster.files, h, remote, Path::new(dest), delete)
+                    .await?;
                 copied.push(format!("{}:{remote} → {dest}", h.name()));
             }
             _ => bail!(

@@ -2,11 +2,11 @@
 //! a reporter that ignores every step changes no outcome.
 
 use crate::views::Views;
-use flambe_cluster::extensions::Prepared;
-use flambe_cluster::provision::HostProvisioned;
-use flambe_cluster::state::Provider;
-use flambe_executor::pyenv::PythonEnv;
-use flambe_report::api::ExperimentSummary;
+use flambe_cluster::HostProvisioned;
+use flambe_cluster::Prepared;
+use flambe_cluster::Provider;
+use flambe_executor::PythonEnv;
+use flambe_report::ExperimentSummary;
 use std::path::Path;
 
 /// One thing an operation did or learnt, in the order it happened.

@@ -5,12 +5,12 @@
 use crate::events::{Reporter, Step, TensorBoardAt};
 use anyhow::bail;
 use flambe_cluster::Cluster;
-use flambe_cluster::driver::{SITE_PORT, running_driver};
-use flambe_cluster::remote_home::RemoteHome;
-use flambe_experiment::layout::names;
-use flambe_experiment::results::stages_without_success;
+use flambe_cluster::RemoteHome;
+use flambe_cluster::{SITE_PORT, running_driver};
+use flambe_experiment::result_file_names as names;
+use flambe_experiment::stages_without_success;
 use flambe_experiment::{Row, RunStatus};
-use flambe_report::api::ExperimentSummary;
+use flambe_report::ExperimentSummary;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ pub struct DriverGone {
     pub log: String,
 }
 
-impl flambe_config::hint::Hint for DriverGone {
+impl flambe_config::Hint for DriverGone {
     fn hint(&self) -> Option<String> {
         Some("run the same command again: it resumes the experiment there, and trials that finished are not run again".into())
     }

@@ -6,7 +6,7 @@ use crate::events::{Reporter, Step};
 use crate::views::{ViewOptions, start_views};
 use anyhow::Context;
 use flambe_config::{ConfigFile, Experiment};
-use flambe_executor::pyenv::PythonEnv;
+use flambe_executor::PythonEnv;
 use flambe_experiment::{
     EngineError, Observer, RayTarget, Report, ResultsDir, RunOptions, RunStatus, run_experiment,
 };
@@ -51,7 +51,7 @@ pub async fn run_here<C: Reporter + Observer>(
     let ran_before = dir.ended_status() == Some(RunStatus::Finished) && !run_opts.force;
     // Another driver on these results is refused before the site's URL is
     // shown: a URL above the refusal would point at nothing.
-    if let Err(e) = flambe_experiment::lock::acquire(dir.path(), &exp.name) {
+    if let Err(e) = flambe_experiment::lock_results_dir(dir.path(), &exp.name) {
         return Ok(HereOutcome {
             result: Err(EngineError::Lock(e)),
             ran_before,
@@ -80,13 +80,13 @@ fn python_env(
     if config.extensions.is_empty() {
         return Ok(None);
     }
-    let packages = flambe_cluster::extensions::packages(&config.extensions);
-    let envs = flambe_cluster::home::flambe_home().join("envs");
+    let packages = flambe_cluster::extension_packages(&config.extensions);
+    let envs = flambe_cluster::flambe_home().join("envs");
     reporter.step(Step::PreparingExtensions { envs: &envs });
-    let env = flambe_executor::pyenv::ensure_here(&envs, &packages)
+    let env = flambe_executor::ensure_python_env_here(&envs, &packages)
         .map_err(anyhow::Error::from)
         .map_err(|e| {
-            flambe_config::hint::with_hint(
+            flambe_config::with_hint(
                 e,
                 "fix the extension (try `pip install` of it by hand), then run the same command again; no trial was started",
             )

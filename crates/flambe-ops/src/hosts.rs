@@ -2,8 +2,8 @@
 //! a command on them, and where a shell on one of them goes.
 
 use anyhow::Context;
-use flambe_cluster::host::{HostError, Output};
 use flambe_cluster::{Cluster, ClusterError, HostStatus};
+use flambe_cluster::{HostError, Output};
 use std::path::PathBuf;
 
 /// Each cluster's hosts as they are now: `name`, or every known cluster.
@@ -37,7 +37,7 @@ pub async fn exec(
 /// orchestrator by default): the cluster's ssh_config and the host's name
 /// in it.
 pub fn ssh_target(name: &str, host: Option<&str>) -> anyhow::Result<(PathBuf, String)> {
-    let (files, state) = flambe_cluster::cluster::load_state(name)?;
+    let (files, state) = flambe_cluster::load_state(name)?;
     let target = match host {
         Some(h) => {
             state

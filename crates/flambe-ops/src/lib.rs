@@ -16,7 +16,10 @@
 //! - `remote`: [`pull`] a cluster's results, [`serve_cluster_site`];
 //! - `clusters`: [`up`] and [`down`] for every provider, [`rsync`];
 //! - `hosts`: [`status`], [`exec`] on hosts, [`ssh_target`] for a shell;
-//! - `views`: the report site and TensorBoard over a results folder.
+//! - `views`: the report site and TensorBoard over a results folder;
+//! - `events`: what operations report ([`Reporter`], [`Step`]).
+//!
+//! Modules are private; the CLI uses what is re-exported here.
 
 #![warn(missing_docs)]
 

@@ -7,7 +7,7 @@ use crate::events::{Reporter, Step};
 use crate::follow::{Followed, follow};
 use anyhow::Context;
 use flambe_cluster::Cluster;
-use flambe_cluster::driver::{ClusterRunnable, LaunchOptions, pull};
+use flambe_cluster::{ClusterRunnable, LaunchOptions, pull};
 use flambe_config::{Experiment, Extension};
 use flambe_experiment::{Report, ResultsDir, RunStatus};
 use std::future::Future;
@@ -39,7 +39,7 @@ pub async fn run_on_cluster<R: ClusterRunnable>(
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<ClusterOutcome> {
     // Secrets are read now, before anything changes anywhere.
-    flambe_cluster::driver::secret_values(&runnable.secrets())?;
+    flambe_cluster::secret_values(&runnable.secrets())?;
     let t0 = Instant::now();
     up(cfg, reporter).await?;
     let mut cluster = Cluster::open(cfg.name()).await?;
@@ -48,10 +48,10 @@ pub async fn run_on_cluster<R: ClusterRunnable>(
         tensorboard: opts.tensorboard,
     });
     let outcome = async {
-        let provisioned = flambe_cluster::provision::ensure(&mut cluster, opts.tensorboard).await?;
+        let provisioned = flambe_cluster::provision(&mut cluster, opts.tensorboard).await?;
         reporter.step(Step::Provisioned(&provisioned));
         let t = Instant::now();
-        let ray = flambe_cluster::ray::start_ray(&cluster).await?;
+        let ray = flambe_cluster::start_ray(&cluster).await?;
         reporter.step(Step::RayUp {
             nodes: ray.nodes,
             seconds: t.elapsed().as_secs_f64(),
@@ -85,6 +85,6 @@ async fn script_home(cluster: &Cluster, exp: &Experiment) -> anyhow::Result<Repo
     pull(cluster, &exp.name, dest.path())
         .await
         .context("copying the script's output home")?;
-    flambe_experiment::results::read_report(dest.path(), exp)
+    flambe_experiment::read_report(dest.path(), exp)
         .with_context(|| format!("reading the results in {}", dest.path().display()))
 }

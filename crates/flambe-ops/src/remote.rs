@@ -4,10 +4,10 @@
 use crate::follow::tunnel_here;
 use anyhow::{Context, bail};
 use flambe_cluster::Cluster;
-use flambe_cluster::driver::{SITE_PORT, running_driver};
-use flambe_cluster::host::shell_quote;
-use flambe_cluster::remote_home::RemoteHome;
-use flambe_experiment::layout::names;
+use flambe_cluster::RemoteHome;
+use flambe_cluster::shell_quote;
+use flambe_cluster::{SITE_PORT, running_driver};
+use flambe_experiment::result_file_names as names;
 use std::future::Future;
 use std::path::Path;
 
@@ -15,7 +15,7 @@ use std::path::Path;
 /// to `dest` here.
 pub async fn pull(cluster_name: &str, name: &str, dest: &Path) -> anyhow::Result<()> {
     let cluster = Cluster::open_orchestrator(cluster_name).await?;
-    let r = flambe_cluster::driver::pull(&cluster, name, dest)
+    let r = flambe_cluster::pull(&cluster, name, dest)
         .await
         .context("pulling the results");
     cluster.close().await;

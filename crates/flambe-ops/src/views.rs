@@ -1,11 +1,11 @@
 //! The report site and TensorBoard over one results folder.
 
 use anyhow::{Context, anyhow, bail};
-use flambe_config::hint::with_hint;
+use flambe_config::with_hint;
 use flambe_config::{Runnable, load_file};
 use flambe_experiment::ResultsDir;
 use flambe_report::TensorBoardServer;
-use flambe_report::site::{Site, SiteOptions, serve};
+use flambe_report::{Site, SiteOptions, serve};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
@@ -49,7 +49,7 @@ pub async fn start_views(dir: &ResultsDir, opts: &ViewOptions) -> anyhow::Result
     let token = if opts.host.is_loopback() {
         None
     } else {
-        Some(flambe_report::site::new_token().context("cannot make the site's access token")?)
+        Some(flambe_report::new_token().context("cannot make the site's access token")?)
     };
     let site_opts = SiteOptions {
         bind: SocketAddr::new(opts.host, opts.port),

@@ -22,9 +22,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use flambe_config::Experiment;
-use flambe_experiment::results::{Row, stage_result, trial_row};
-use flambe_experiment::state::Store;
+use flambe_experiment::Store;
 use flambe_experiment::{ResultsDir, RunStatus};
+use flambe_experiment::{Row, stage_result, trial_row};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -292,7 +292,7 @@ async fn experiment(State(state): State<Arc<SiteState>>) -> ApiResult {
     let started = num(meta("started"));
     let ended = num(meta("ended"));
     let status = SiteStatus::from(meta("status").and_then(|s| RunStatus::parse(&s)));
-    let now = flambe_experiment::state::now();
+    let now = flambe_experiment::unix_now();
     let elapsed = started.map(|s| {
         if status == SiteStatus::Running {
             now - s

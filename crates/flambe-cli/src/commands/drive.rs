@@ -1,7 +1,7 @@
 //! `flambe drive SPEC` (hidden): the driver of an experiment on a cluster's
 //! orchestrator, started by the launch with a typed `DriverSpec`.
 
-use flambe_cluster::driver::DriverSpec;
+use flambe_cluster::DriverSpec;
 use flambe_config::{Runnable, load_file};
 use flambe_executor::SyncHost;
 use flambe_experiment::RunOptions;

@@ -6,7 +6,7 @@ use crate::cli::RunArgs;
 use crate::outcome::{cluster_outcome, interrupted};
 use crate::progress::RemoteProgress;
 use anyhow::{Context, bail};
-use flambe_cluster::driver::{ClusterRunnable, LaunchOptions};
+use flambe_cluster::{ClusterRunnable, LaunchOptions};
 use flambe_config::{ConfigFile, Experiment, Runnable, load_file};
 use flambe_experiment::RunOptions;
 use flambe_ops::{ClusterConfig, HereOptions, ViewOptions};

@@ -2,7 +2,7 @@
 //! touching anything.
 
 use flambe_config::{AwsCluster, ConfigFile, Experiment, Runnable, Search, SshCluster};
-use flambe_experiment::extend::{Change, Recorded};
+use flambe_experiment::{Change, Recorded};
 use flambe_experiment::{ExperimentPlan, ResultsDir, render_value, trial_id};
 
 /// Trials listed per stage in a dry run before the rest is summed up.
@@ -28,7 +28,7 @@ fn print_runnable(config: &ConfigFile) {
         Runnable::Experiment(e) => print_experiment(
             e,
             &flambe_experiment::plan(e),
-            flambe_experiment::extend::recorded(e),
+            flambe_experiment::recorded_run(e),
         ),
         Runnable::Script(s) => {
             println!(
@@ -259,12 +259,11 @@ fn print_aws_cluster(c: &AwsCluster) {
             inst.ami.as_deref().unwrap_or("(default AMI)")
         );
     }
-    let tags: Vec<String> =
-        flambe_cluster::plan::instance_tags(c, flambe_cluster::Role::Factory, "…")
-            .into_iter()
-            .filter(|(k, _)| k != "Name")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+    let tags: Vec<String> = flambe_cluster::instance_tags(c, flambe_cluster::Role::Factory, "…")
+        .into_iter()
+        .filter(|(k, _)| k != "Name")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     println!("  tags: {}", tags.join(", "));
     print_setup(&c.setup_cmds);
 }

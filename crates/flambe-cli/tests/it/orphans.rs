@@ -195,7 +195,7 @@ fn a_killed_trial_wrappers_trial_goes_with_it_however_it_forked() {
         };
         let wrapper = std::process::Command::new(&bin)
             .arg("trial-run")
-            .arg(flambe_executor::wrapper::encode_spec(&spec))
+            .arg(flambe_executor::encode_spec(&spec))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

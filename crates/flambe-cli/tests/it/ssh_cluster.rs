@@ -87,7 +87,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 fn sha256(path: &Path) -> String {
-    flambe_cluster::versioning::sha256_file(path).unwrap()
+    flambe_cluster::sha256_file(path).unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::environment::Secrets;
 use crate::error::EngineError;
 use crate::options::Event;
 use crate::state::{Status, Trial};
-use flambe_executor::{JobSpec, local::MARKER_VAR};
+use flambe_executor::{JobSpec, MARKER_VAR};
 use std::path::Path;
 
 impl Engine<'_> {

@@ -5,7 +5,7 @@ use super::Engine;
 use crate::error::RenderError;
 use crate::search::render_value;
 use crate::state::Trial;
-use flambe_config::template::{Ref, classify};
+use flambe_config::{Ref, classify_placeholder as classify};
 use flambe_config::{ResourceLocation, Stage};
 use std::path::{Path, PathBuf};
 
