@@ -16,7 +16,8 @@
 //! - `provision`: what a bare host needs for Ray and TensorBoard, brought
 //!   by flambe (pip, OS packages through sudo) or a per-host error with the fix;
 //! - `ssh_provider`: `!SSHCluster` up (idempotent, resumable setup);
-//! - `cluster`: a known cluster connected, and status / exec / down;
+//! - `cluster`: a known cluster connected, and exec / down;
+//! - `status`: every host of a known cluster probed (`cluster status`);
 //! - `extensions`: the extensions' environment on every host;
 //! - `ray`: Ray started (or found) on every host with the cluster's token;
 //! - `driver`: an experiment shipped to a cluster and its driver started
@@ -39,10 +40,11 @@ mod ray;
 mod remote_home;
 mod ssh_provider;
 mod state;
+mod status;
 mod sync;
 mod versioning;
 
-pub use cluster::{Cluster, Down, HostStatus, down_ssh, known_clusters, load_state, status};
+pub use cluster::{Cluster, Down, down_ssh, known_clusters, load_state};
 pub use driver::{
     ClusterRunnable, Driver, DriverSpec, LaunchOptions, SITE_PORT, pull, running_driver,
     secret_values,
@@ -56,6 +58,7 @@ pub use provision::{HostProvisioned, ensure as provision};
 pub use ray::{DASHBOARD_PORT, RAY_VERSION, start_ray, stop_ray};
 pub use remote_home::{ExperimentHome, RemoteHome};
 pub use ssh_provider::{UpReport, up};
-pub use state::{ClusterFiles, ClusterState, HostState, Provider};
+pub use state::{ClusterFiles, ClusterState, HostState, Installed, Provider};
+pub use status::{HostStatus, status};
 pub use sync::{rsync_down, rsync_up};
 pub use versioning::sha256_file;

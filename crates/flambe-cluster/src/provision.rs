@@ -25,24 +25,15 @@ use crate::host::{Host, HostError, shell_quote};
 use crate::plan::Role;
 use crate::ray::RAY_VERSION;
 use crate::remote_home::RemoteHome;
+use crate::state::Installed;
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub const TENSORBOARD_VERSION: &str = "2.21.0";
 /// The oldest Python the pinned Ray has wheels for.
 pub const RAY_MIN_PYTHON: (u32, u32) = (3, 10);
-
-/// One step flambe took on a host, as recorded in its state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Installed {
-    /// `ray 2.60.0`, `tensorboard 2.21.0`, `os: python3-venv rsync`.
-    pub what: String,
-    /// `pip`, `linked /usr/local/bin/ray`, `apt-get (sudo)`.
-    pub how: String,
-    pub seconds: f64,
-}
 
 /// What one probe of a host found.
 #[derive(Debug, Default, Clone)]

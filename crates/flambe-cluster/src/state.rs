@@ -43,6 +43,17 @@ pub struct ClusterState {
     pub hosts: Vec<HostState>,
 }
 
+/// One step flambe took on a host, as recorded in its state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Installed {
+    /// `ray 2.60.0`, `tensorboard 2.21.0`, `os: python3-venv rsync`.
+    pub what: String,
+    /// `pip`, `linked /usr/local/bin/ray`, `apt-get (sudo)`.
+    pub how: String,
+    /// How long it took.
+    pub seconds: f64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HostState {
     pub name: String,
@@ -59,7 +70,7 @@ pub struct HostState {
     pub binary: Option<String>,
     /// What flambe installed here (OS packages, Ray, TensorBoard), in order.
     #[serde(default)]
-    pub installed: Vec<crate::provision::Installed>,
+    pub installed: Vec<Installed>,
 }
 
 impl ClusterState {

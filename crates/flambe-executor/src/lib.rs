@@ -20,6 +20,7 @@
 //!   installed in it), made here or by a script on every host.
 //! - [`SyncHost`]: where a job that runs on another machine fetches its
 //!   inputs from and sends its results back to.
+//! - `ray_auth`: the Ray token, found where Ray itself looks for it.
 //! - `error`: [`MetricLineError`] and [`RayApiError`] (the wrapper's own
 //!   errors are [`WrapperError`]).
 //!
@@ -30,6 +31,7 @@ mod local;
 mod metrics;
 mod pyenv;
 mod ray;
+mod ray_auth;
 mod ray_log;
 mod wrapper;
 

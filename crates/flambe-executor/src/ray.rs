@@ -11,6 +11,7 @@
 //! (`max_in_flight`) so a large stage does not flood the cluster's queue.
 
 use crate::RayApiError;
+use crate::ray_auth::ray_token;
 use crate::ray_log::{self, LogLines, TailRead};
 use crate::wrapper::{Message, encode_spec};
 use crate::{Executor, JobEvent, JobSpec, Outcome};
@@ -31,24 +32,6 @@ const TAIL_ATTEMPTS: u32 = 5;
 /// How long the stream gets to deliver the log's end once Ray reports the
 /// job ended, before the rest is read over HTTP.
 const TAIL_GRACE: Duration = Duration::from_secs(15);
-
-/// The token Ray itself would use here, in Ray's order of precedence:
-/// `RAY_AUTH_TOKEN`, the file at `RAY_AUTH_TOKEN_PATH`, `~/.ray/auth_token`.
-/// None where there is none (a Ray without token authentication).
-pub fn ray_token() -> Option<String> {
-    let nonempty = |s: String| {
-        let t = s.trim().to_string();
-        (!t.is_empty()).then_some(t)
-    };
-    if let Some(t) = std::env::var("RAY_AUTH_TOKEN").ok().and_then(nonempty) {
-        return Some(t);
-    }
-    let path = match std::env::var_os("RAY_AUTH_TOKEN_PATH") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".ray/auth_token"),
-    };
-    std::fs::read_to_string(path).ok().and_then(nonempty)
-}
 
 /// An HTTP client for Ray's Jobs API that sends the token with every call.
 fn jobs_client() -> reqwest::Client {

@@ -11,7 +11,7 @@
 //! however the bytes were split.
 
 use crate::RayApiError;
-use crate::ray::ray_token;
+use crate::ray_auth::ray_token;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as WsMessage;

@@ -4,7 +4,7 @@
 //! recorded trial and runs only what is new. Anything else would make
 //! recorded results wrong and is refused, naming it.
 
-use crate::prepare::diff;
+use crate::fingerprint::diff;
 use flambe_config::{Experiment, ParamSpec, Search, Stage};
 use serde_json::Value;
 
@@ -174,7 +174,7 @@ pub fn recorded(exp: &Experiment) -> Option<Recorded> {
         }
         v
     };
-    let new = strip(crate::prepare::fingerprint(exp, &Default::default()));
+    let new = strip(crate::fingerprint::fingerprint(exp, &Default::default()));
     let change = store
         .meta("config")
         .ok()

@@ -14,7 +14,8 @@
 //!   that a killed run resumes where it was, one driver per results folder
 //!   (`lock`); it is given [`RunOptions`] and tells an [`Observer`] what
 //!   happens (`options`); `environment` resolves trials' `env` and secrets,
-//!   `prepare` resumes, refuses or sets aside an existing results folder;
+//!   `prepare` resumes, refuses or sets aside an existing results folder,
+//!   comparing the config `fingerprint` it recorded;
 //! - `layout` owns the results folder's layout ([`ResultsDir`]) and the
 //!   run's [`RunStatus`];
 //! - `results` ranks trials, picks survivors (`reduce`) and writes
@@ -36,6 +37,7 @@ mod engine_tests;
 mod environment;
 mod error;
 mod extend;
+mod fingerprint;
 mod layout;
 mod lock;
 mod median;
@@ -53,11 +55,11 @@ mod study;
 pub use engine::run_experiment;
 pub use error::EngineError;
 pub use extend::{Change, Recorded, recorded as recorded_run};
+pub use fingerprint::diff;
 pub use layout::{ResultsDir, RunStatus, TrialDir, names as result_file_names};
 pub use lock::acquire as lock_results_dir;
 pub use options::{Event, Observer, RayTarget, RunOptions};
 pub use plan::{ExperimentPlan, StagePlan, plan, trial_id};
-pub use prepare::diff;
 pub use results::{
     Report, Row, StageResult, read_report, stage_result, stages_without_success, trial_row,
 };
