@@ -51,6 +51,7 @@ pub fn known_clusters() -> Vec<String> {
     names
 }
 
+/// The files and the recorded state of the known cluster `name`.
 pub fn load_state(name: &str) -> Result<(ClusterFiles, ClusterState), ClusterError> {
     let files = ClusterFiles::new(cluster_dir(name));
     match files
@@ -62,8 +63,11 @@ pub fn load_state(name: &str) -> Result<(ClusterFiles, ClusterState), ClusterErr
     }
 }
 
+/// A known cluster, every host connected.
 pub struct Cluster {
+    /// Its folder here.
     pub files: ClusterFiles,
+    /// What is recorded of it.
     pub state: ClusterState,
     /// Connected hosts, orchestrator first, in state order.
     pub hosts: Vec<Host>,
@@ -105,6 +109,7 @@ impl Cluster {
         })
     }
 
+    /// The host named `name`, or an error listing the known ones.
     pub fn host(&self, name: &str) -> Result<&Host, ClusterError> {
         self.hosts
             .iter()
@@ -121,6 +126,7 @@ impl Cluster {
             })
     }
 
+    /// The orchestrator.
     pub fn orchestrator(&self) -> &Host {
         &self.hosts[0]
     }
@@ -143,6 +149,7 @@ impl Cluster {
             .collect())
     }
 
+    /// Close every host's connection.
     pub async fn close(self) {
         for h in self.hosts {
             h.close().await;

@@ -70,9 +70,11 @@ impl DriverSpec {
 /// What `~/.flambe/driver.json` on the orchestrator records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Driver {
+    /// The experiment (or script) it drives.
     pub name: String,
     /// Unix seconds.
     pub started: f64,
+    /// Its process id on the orchestrator.
     pub pid: u32,
 }
 
@@ -148,6 +150,7 @@ pub struct LaunchOptions {
 /// runnables). `setup` ships the runnable, rewritten for the cluster, and
 /// starts its driver on the orchestrator.
 pub trait ClusterRunnable: Clone + Send + Sync {
+    /// Its name: its folder on the hosts, its results folder's name.
     fn name(&self) -> &str;
     /// Its resources, which the shipped copy points at their uploaded paths.
     fn resources_mut(&mut self) -> &mut Vec<Resource>;

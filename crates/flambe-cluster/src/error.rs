@@ -5,6 +5,8 @@
 use crate::host::HostError;
 use flambe_config::Hint;
 
+/// Why a cluster operation failed.
+#[allow(missing_docs)] // each variant's #[error] message is its documentation
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("no cluster named `{0}` is known here")]
@@ -173,6 +175,7 @@ impl std::fmt::Display for InstallFailure {
 
 /// Why a driver spec could not be read.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] message is its documentation
 pub enum DriverSpecError {
     /// The file is not there, or not readable.
     #[error("cannot read the driver spec {}: {source}", path.display())]

@@ -46,6 +46,7 @@ pub struct Prepared {
     /// The extensions as the hosts have them (folders at their uploaded
     /// paths): what the shipped config names.
     pub remote: Vec<Extension>,
+    /// The environment's key (its folder under `~/.flambe/envs`).
     pub key: String,
     /// Hosts that installed (the others were ready already).
     pub installed_on: Vec<String>,

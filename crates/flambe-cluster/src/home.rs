@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+/// Where flambe keeps what it knows here: `$FLAMBE_HOME`, else `~/.flambe`.
 pub fn flambe_home() -> PathBuf {
     if let Some(home) = std::env::var_os("FLAMBE_HOME") {
         return PathBuf::from(home);
@@ -15,6 +16,7 @@ pub fn clusters_dir() -> PathBuf {
     flambe_home().join("clusters")
 }
 
+/// The folder of the known cluster `name`.
 pub fn cluster_dir(name: &str) -> PathBuf {
     clusters_dir().join(name)
 }

@@ -8,6 +8,8 @@ use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
 use std::path::Path;
 use std::time::Duration;
 
+/// Why something failed on one host; each names the host.
+#[allow(missing_docs)] // each variant's #[error] message is its documentation
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("cannot reach {host} ({addr}): {detail}")]
@@ -99,8 +101,11 @@ fn last_lines(text: &str, n: usize) -> String {
 /// A finished remote command.
 #[derive(Debug, Clone)]
 pub struct Output {
+    /// Its exit code (None: killed by a signal).
     pub code: Option<i32>,
+    /// What it printed on stdout.
     pub stdout: String,
+    /// What it printed on stderr.
     pub stderr: String,
 }
 
@@ -115,7 +120,9 @@ pub struct Target {
     pub user: String,
 }
 
+/// One host, over a multiplexed OpenSSH connection.
 pub struct Host {
+    /// How it is reached.
     pub target: Target,
     session: Session,
     /// The cluster's ssh_config: commands run through our own `ssh` on the
@@ -162,6 +169,7 @@ impl Host {
         }
     }
 
+    /// Its name in the cluster (`orchestrator`, `factory-1`).
     pub fn name(&self) -> &str {
         &self.target.name
     }
@@ -353,6 +361,7 @@ impl Host {
             .map(|id| id.trim().to_string())
     }
 
+    /// Close the multiplexed connection.
     pub async fn close(self) {
         let _ = self.session.close().await;
     }

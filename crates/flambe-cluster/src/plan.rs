@@ -4,10 +4,13 @@ use flambe_config::{AwsCluster, SshCluster};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// What a host is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Runs the driver, the Ray head, the report site and TensorBoard.
     Orchestrator,
+    /// Runs trials.
     Factory,
 }
 
@@ -23,7 +26,9 @@ impl fmt::Display for Role {
 /// One machine of an SSH cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPlan {
+    /// Its name in the cluster.
     pub name: String,
+    /// What it is for.
     pub role: Role,
     /// The address flambe connects to from here (per `use_public`).
     pub connect: String,
@@ -60,13 +65,17 @@ pub fn ssh_hosts(c: &SshCluster) -> Vec<HostPlan> {
 /// One EC2 instance an AWS cluster would run.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstancePlan {
+    /// Its name in the cluster.
     pub name: String,
+    /// What it is for.
     pub role: Role,
+    /// The EC2 instance type.
     pub instance_type: String,
     /// `None`: the documented default AMI for the region.
     pub ami: Option<String>,
     /// The alarm's idle hours before termination; `None`: never.
     pub idle_timeout_hours: Option<f64>,
+    /// Every tag it gets.
     pub tags: Vec<(String, String)>,
 }
 
@@ -87,6 +96,7 @@ pub fn instance_tags(c: &AwsCluster, role: Role, name: &str) -> Vec<(String, Str
     tags
 }
 
+/// The instances an `!AWSCluster` runs, orchestrator first.
 pub fn aws_instances(c: &AwsCluster) -> Vec<InstancePlan> {
     let timeout = |h: f64| (h >= 0.0).then_some(h);
     let orchestrator_name = format!("{}_orchestrator", c.name);

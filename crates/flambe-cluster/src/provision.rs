@@ -211,7 +211,9 @@ fn plan(name: &str, probe: &Probe, tensorboard: bool) -> Result<Plan, HostError>
 /// What `ensure` did on one host (empty: nothing was needed).
 #[derive(Debug, Clone)]
 pub struct HostProvisioned {
+    /// The host.
     pub host: String,
+    /// What was installed there, in order.
     pub steps: Vec<Installed>,
 }
 

@@ -26,8 +26,10 @@ use crate::remote_home::RemoteHome;
 use futures::future::join_all;
 use std::time::{Duration, Instant};
 
+/// The Ray every host runs (what flambe installs).
 pub const RAY_VERSION: &str = "2.60.0";
 pub const GCS_PORT: u16 = 6379;
+/// The Ray dashboard's port on the orchestrator (Jobs API).
 pub const DASHBOARD_PORT: u16 = 8265;
 
 /// The environment every Ray command runs with: our flambe and Ray first on

@@ -51,9 +51,11 @@ impl RemoteHome {
         format!("{}/{rest}", self.prefix)
     }
 
+    /// The home folder itself (`~/.flambe`, or absolute).
     pub fn root(&self) -> &str {
         &self.prefix
     }
+    /// Where flambe binaries are kept.
     pub fn bin(&self) -> String {
         self.join("bin")
     }
@@ -65,6 +67,7 @@ impl RemoteHome {
     pub fn flambe_build(&self, hash: &str) -> String {
         self.join(&format!("bin/flambe-{hash}"))
     }
+    /// The `tensorboard` link in `bin`.
     pub fn tensorboard_link(&self) -> String {
         self.join("bin/tensorboard")
     }
@@ -72,9 +75,11 @@ impl RemoteHome {
     pub fn cluster(&self) -> String {
         self.join("cluster")
     }
+    /// The cluster's private key (the orchestrator reaches factories with it).
     pub fn cluster_key(&self) -> String {
         self.join("cluster/id_ed25519")
     }
+    /// The cluster's pinned host keys.
     pub fn known_hosts(&self) -> String {
         self.join("cluster/known_hosts")
     }
@@ -82,6 +87,7 @@ impl RemoteHome {
     pub fn ssh_config(&self) -> String {
         self.join("cluster/ssh_config")
     }
+    /// The cluster's Ray token (0600).
     pub fn ray_token(&self) -> String {
         self.join("cluster/ray_token")
     }
@@ -109,6 +115,7 @@ impl RemoteHome {
     pub fn extension(&self, name: &str) -> String {
         self.join(&format!("extensions/{name}"))
     }
+    /// Experiment `name`'s folder on every host.
     pub fn experiment(&self, name: &str) -> ExperimentHome {
         ExperimentHome {
             base: self.join(&format!("experiments/{name}")),
@@ -139,12 +146,15 @@ impl ExperimentHome {
     fn join(&self, rest: &str) -> String {
         format!("{}/{rest}", self.base)
     }
+    /// The experiment's folder.
     pub fn base(&self) -> &str {
         &self.base
     }
+    /// Where resource `name` is uploaded.
     pub fn resource(&self, name: &str) -> String {
         self.join(&format!("resources/{name}"))
     }
+    /// The runnable's shipped config.
     pub fn runnable(&self) -> String {
         self.join("runnable.yaml")
     }
@@ -160,18 +170,23 @@ impl ExperimentHome {
     pub fn result_file(&self, file: &str) -> String {
         format!("{}/{file}", self.results())
     }
+    /// The driver's start script.
     pub fn driver_script(&self) -> String {
         self.join("driver.sh")
     }
+    /// The driver's spec (`flambe drive SPEC`).
     pub fn driver_spec(&self) -> String {
         self.join("driver.spec.json")
     }
+    /// The running driver's record.
     pub fn driver_pid(&self) -> String {
         self.join("driver.pid")
     }
+    /// The driver's log.
     pub fn driver_log(&self) -> String {
         self.join("driver.log")
     }
+    /// The secrets file (0600), read by trials on the orchestrator.
     pub fn secrets(&self) -> String {
         self.join("secrets.json")
     }

@@ -41,14 +41,20 @@ pub struct HostReport {
     pub setup_skipped: usize,
 }
 
+/// What `up` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpReport {
+    /// The cluster.
     pub name: String,
+    /// It was created now (else it was known and checked).
     pub created: bool,
+    /// Each host's part.
     pub hosts: Vec<HostReport>,
+    /// How long it took.
     pub seconds: f64,
 }
 
+/// Bring up an `!SSHCluster`: keys, this build, setup commands; idempotent and resumable.
 pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
     let start = Instant::now();
     let files = ClusterFiles::new(cluster_dir(&cfg.name));

@@ -34,12 +34,18 @@ impl std::fmt::Display for Provider {
     }
 }
 
+/// What flambe records of a cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterState {
+    /// Its name.
     pub name: String,
+    /// Who made its machines.
     pub provider: Provider,
+    /// The login on every host.
     pub username: String,
+    /// The SSH port.
     pub port: u16,
+    /// Its hosts, orchestrator first.
     pub hosts: Vec<HostState>,
 }
 
@@ -54,9 +60,12 @@ pub struct Installed {
     pub seconds: f64,
 }
 
+/// What flambe records of one host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HostState {
+    /// Its name in the cluster.
     pub name: String,
+    /// What it is for.
     pub role: Role,
     /// The address flambe connects to from here.
     pub connect: String,
@@ -74,10 +83,12 @@ pub struct HostState {
 }
 
 impl ClusterState {
+    /// The orchestrator's record.
     pub fn orchestrator(&self) -> Option<&HostState> {
         self.hosts.iter().find(|h| h.role == Role::Orchestrator)
     }
 
+    /// Host `name`'s record.
     pub fn host(&self, name: &str) -> Option<&HostState> {
         self.hosts.iter().find(|h| h.name == name)
     }
@@ -86,25 +97,32 @@ impl ClusterState {
 /// The files of one cluster's folder.
 #[derive(Debug, Clone)]
 pub struct ClusterFiles {
+    /// The cluster's folder here.
     pub dir: PathBuf,
 }
 
 impl ClusterFiles {
+    /// The files of the folder `dir`.
     pub fn new(dir: PathBuf) -> ClusterFiles {
         ClusterFiles { dir }
     }
+    /// `state.json`.
     pub fn state(&self) -> PathBuf {
         self.dir.join("cluster.json")
     }
+    /// The cluster's private key (0600).
     pub fn key(&self) -> PathBuf {
         self.dir.join("id_ed25519")
     }
+    /// Its public key.
     pub fn public_key(&self) -> PathBuf {
         self.dir.join("id_ed25519.pub")
     }
+    /// The pinned host keys.
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.join("known_hosts")
     }
+    /// The ssh_config every ssh and rsync of the cluster uses.
     pub fn ssh_config(&self) -> PathBuf {
         self.dir.join("ssh_config")
     }
@@ -118,6 +136,7 @@ impl ClusterFiles {
         self.dir.join("ctl")
     }
 
+    /// The recorded state (None: not created yet).
     pub fn load(&self) -> std::io::Result<Option<ClusterState>> {
         match std::fs::read(self.state()) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -128,6 +147,7 @@ impl ClusterFiles {
         }
     }
 
+    /// Record `state` (atomically).
     pub fn save(&self, state: &ClusterState) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         write_private(&self.state(), &json)

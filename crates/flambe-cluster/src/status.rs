@@ -16,12 +16,19 @@ use std::time::Duration;
 /// One line of `flambe cluster status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
+    /// The host's name.
     pub name: String,
+    /// What it is for.
     pub role: Role,
+    /// The address connected to.
     pub address: String,
+    /// It answered over SSH.
     pub reachable: bool,
+    /// Why it did not, or why probing failed.
     pub error: Option<String>,
+    /// Its CPUs.
     pub cpus: Option<u32>,
+    /// Its GPUs.
     pub gpus: Option<u32>,
     /// `flambe --version` as the host prints it.
     pub flambe: Option<String>,

@@ -21,6 +21,7 @@ pub fn local_binary() -> std::io::Result<(PathBuf, String)> {
     Ok(HASH.get_or_init(|| (exe, hash)).clone())
 }
 
+/// The sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();

@@ -8,6 +8,7 @@ use crate::model::*;
 use serde_json::Value;
 use std::fmt::Write;
 
+/// An experiment as plain `!Experiment` YAML that loads back to the same experiment.
 pub fn experiment_yaml(exp: &Experiment) -> String {
     let mut y = String::from("!Experiment\n");
     let _ = writeln!(y, "name: {}", q(&exp.name));
@@ -46,6 +47,7 @@ pub fn extensions_yaml(extensions: &[Extension]) -> String {
     y
 }
 
+/// A script as plain `!Script` YAML that loads back to the same script.
 pub fn script_yaml(script: &Script) -> String {
     let mut y = String::from("!Script\n");
     let _ = writeln!(y, "name: {}", q(&script.name));

@@ -15,11 +15,14 @@ pub struct Pos {
 /// A config file's text, kept so errors can quote the offending line.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The file's path, as errors name it.
     pub path: PathBuf,
+    /// The file's text, for quoting the offending line.
     pub text: Arc<str>,
 }
 
 impl Source {
+    /// The text of the file at `path`.
     pub fn new(path: impl Into<PathBuf>, text: &str) -> Source {
         Source {
             path: path.into(),
@@ -87,11 +90,13 @@ impl ConfigError {
         }))
     }
 
+    /// Say what was expected there.
     pub fn expected(mut self, what: impl Into<String>) -> ConfigError {
         self.0.expected = Some(what.into());
         self
     }
 
+    /// Add what to do about it.
     pub fn hint(mut self, what: impl Into<String>) -> ConfigError {
         self.0.hint = Some(what.into());
         self

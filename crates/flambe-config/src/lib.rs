@@ -31,6 +31,8 @@
 //!
 //! Modules are private; what other crates use is re-exported here.
 
+#![warn(missing_docs)]
+
 mod checks;
 mod decode;
 mod emit;

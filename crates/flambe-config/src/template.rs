@@ -9,9 +9,12 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A command with `{placeholders}`, parsed once at load time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {
+    /// The command as written.
     pub source: String,
+    /// Its literal text and placeholders, in order.
     pub parts: Vec<Part>,
 }
 
@@ -49,6 +52,7 @@ pub enum Ref<'a> {
 pub const BUILTINS: &[&str] = &["out", "trial", "resources"];
 
 impl Template {
+    /// Split `source` into literal text and `{placeholders}` (`{{`/`}}` escape braces).
     pub fn parse(source: &str) -> Template {
         let mut parts = Vec::new();
         let mut text = String::new();

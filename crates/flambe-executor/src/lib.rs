@@ -26,6 +26,8 @@
 //!
 //! Modules are private; what other crates use is re-exported here.
 
+#![warn(missing_docs)]
+
 mod error;
 mod local;
 mod metrics;
@@ -66,6 +68,7 @@ pub trait Executor: Send {
     fn release(&mut self, id: &str);
     /// Stop a job; a `Finished` event follows.
     fn cancel(&self, id: &str);
+    /// Stop every job (Ctrl-C, a failed stage).
     fn cancel_all(&self);
     /// Where jobs run, as the results table names it (`local`, `ray`).
     fn host(&self) -> &str;
@@ -75,6 +78,7 @@ pub trait Executor: Send {
     fn stop_leftovers<'a>(&'a self, outs: &'a [PathBuf]) -> BoxFuture<'a, ()>;
 }
 
+/// A boxed future, so that [`Executor`] stays object-safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// One run of one command.
@@ -84,14 +88,20 @@ pub struct JobSpec {
     pub id: String,
     /// Run with `bash -c`.
     pub command: String,
+    /// The folder it runs in.
     pub cwd: PathBuf,
+    /// Its environment, over the inherited one.
     pub env: Vec<(String, String)>,
+    /// CPUs it takes while it runs.
     pub cpus: f64,
+    /// GPUs it takes (given as `CUDA_VISIBLE_DEVICES`).
     pub gpus: u32,
     #[serde(with = "secs")]
+    /// How long it may run before it is stopped.
     pub timeout: Option<Duration>,
     /// stdout and stderr are appended to these files.
     pub stdout: PathBuf,
+    /// (See `stdout`.)
     pub stderr: PathBuf,
     /// Truncated at start; the job appends JSON lines to it.
     pub metrics: PathBuf,
@@ -112,6 +122,7 @@ pub struct JobSpec {
     #[serde(default)]
     pub secret_env: Vec<(String, String)>,
     #[serde(default)]
+    /// The file (on the sync host when set) `secret_env` values are read from.
     pub secrets_file: Option<PathBuf>,
     /// Put first on the job's PATH (the extensions' venv `bin`), on the
     /// machine where it runs.
@@ -135,33 +146,54 @@ pub struct JobSpec {
 pub struct SyncHost {
     /// The host's name in `ssh_config`.
     pub host: String,
+    /// The ssh_config that names it (the cluster's own).
     pub ssh_config: PathBuf,
 }
 
+/// What an executor tells the engine about a job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEvent {
+    /// The job's process started.
     Started {
+        /// The job.
         id: String,
+        /// Its process id (the group leader).
         pid: u32,
+        /// The GPUs it was given.
         gpus: Vec<u32>,
     },
+    /// A metrics line the job appended.
     Metric {
+        /// The job.
         id: String,
+        /// Its line number in the metrics file.
         line: usize,
+        /// The parsed line.
         metric: MetricLine,
     },
+    /// A metrics line that could not be parsed.
     BadMetricLine {
+        /// The job.
         id: String,
+        /// Its line number.
         line: usize,
+        /// What is wrong with it.
         error: String,
     },
+    /// A line of the job's output.
     Output {
+        /// The job.
         id: String,
+        /// From stderr (else stdout).
         stderr: bool,
+        /// The line, without its newline.
         line: String,
     },
+    /// The job ended.
     Finished {
+        /// The job.
         id: String,
+        /// How.
         outcome: Outcome,
     },
 }
@@ -179,6 +211,7 @@ mod secs {
     }
 }
 
+/// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The command exited with this code.

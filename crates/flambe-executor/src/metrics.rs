@@ -7,12 +7,16 @@
 use crate::error::MetricLineError;
 use serde_json::Value;
 
+/// One line of a job's metrics file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricLine {
+    /// The step it reports (`"step"`), if any.
     pub step: Option<i64>,
+    /// Every other numeric field, in order.
     pub values: Vec<(String, f64)>,
 }
 
+/// Parse one JSON-lines metrics line (`{"step": 3, "acc": 0.9}`).
 pub fn parse_metric_line(line: &str) -> Result<MetricLine, MetricLineError> {
     let value: Value =
         serde_json::from_str(line).map_err(|e| MetricLineError::NotJson(e.to_string()))?;

@@ -24,10 +24,13 @@ use std::path::{Path, PathBuf};
 /// One extension as the install script sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Package {
+    /// The import name (or the folder's name).
     pub name: String,
+    /// Where pip gets it.
     pub source: PackageSource,
 }
 
+/// What pip installs a package from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PackageSource {
@@ -161,10 +164,13 @@ pub fn install_script(envs: &str, key: &str, packages: &[Package]) -> String {
 pub enum InstallOutcome {
     /// The venv was there already: nothing installed.
     Ready,
+    /// The venv was made now.
     Installed,
     /// `name` (or `(venv)`) failed; `error` is the end of its output.
     Failed {
+        /// The package that failed (or `(venv)`).
         name: String,
+        /// The end of its output.
         error: String,
     },
 }
@@ -193,7 +199,9 @@ pub fn parse_outcome(stdout: &str) -> InstallOutcome {
 /// A ready environment on this machine.
 #[derive(Debug, Clone)]
 pub struct PythonEnv {
+    /// The venv's folder.
     pub dir: PathBuf,
+    /// What it holds, hashed: the folder's name.
     pub key: String,
     /// True when this call installed it (false: it was ready).
     pub installed: bool,
@@ -220,6 +228,7 @@ impl PythonEnv {
         vec![("VIRTUAL_ENV".into(), self.dir.display().to_string())]
     }
 
+    /// Its `bin` folder, put first on trials' PATH.
     pub fn bin(&self) -> PathBuf {
         self.dir.join("bin")
     }
@@ -227,6 +236,7 @@ impl PythonEnv {
 
 /// Why an environment could not be made here.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] message is its documentation
 pub enum EnvError {
     #[error("cannot read extension folder {path}: {source}")]
     Folder {

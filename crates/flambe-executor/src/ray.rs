@@ -49,6 +49,7 @@ fn jobs_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// Jobs submitted to a Ray cluster through the Jobs REST API.
 pub struct RayExecutor {
     client: reqwest::Client,
     /// The dashboard, e.g. `http://127.0.0.1:8265`.
@@ -64,6 +65,7 @@ pub struct RayExecutor {
 }
 
 impl RayExecutor {
+    /// Submit to the Ray dashboard at `address`, with these CPUs and GPUs, reporting on `events`.
     pub fn new(
         base: &str,
         flambe: &str,

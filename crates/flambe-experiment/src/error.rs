@@ -4,6 +4,7 @@ use crate::results::ResultsError;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] message is its documentation
 pub enum EngineError {
     #[error(
         "experiment `{name}` already has results in {} from a different config (changed: {})",

@@ -154,6 +154,7 @@ fn stage_growth(old: &Stage, new: &Stage) -> Result<Vec<String>, Vec<String>> {
 /// identities of its recorded finished trials, to mark a plan's trials as
 /// kept or to run.
 pub struct Recorded {
+    /// How the config stands to the recorded run (None: unchanged).
     pub change: Option<Change>,
     /// Per stage: (parent, params as JSON, id) of each finished trial.
     pub finished: Vec<Vec<(Option<String>, String, String)>>,

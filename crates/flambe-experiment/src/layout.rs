@@ -18,13 +18,21 @@ use std::path::{Path, PathBuf};
 /// File names inside a results folder, for readers that see it only as a
 /// remote path (the follower on a cluster).
 pub mod names {
+    /// The durable record (SQLite).
     pub const STATE_DB: &str = "state.db";
+    /// How the last run ended.
     pub const STATUS: &str = "status";
+    /// The results table, as CSV.
     pub const RESULTS_CSV: &str = "results.csv";
+    /// The results table, as JSON.
     pub const RESULTS_JSON: &str = "results.json";
+    /// The extensions' environment.
     pub const EXTENSIONS: &str = "extensions.json";
+    /// One folder per trial.
     pub const TRIALS: &str = "trials";
+    /// A trial's own output folder.
     pub const OUT: &str = "out";
+    /// A trial's checkpoint, inside `out`.
     pub const CHECKPOINT: &str = "checkpoint";
 }
 
@@ -47,10 +55,12 @@ impl ResultsDir {
         ResultsDir { root: root.into() }
     }
 
+    /// The folder itself.
     pub fn path(&self) -> &Path {
         &self.root
     }
 
+    /// The durable record.
     pub fn state_db(&self) -> PathBuf {
         self.root.join(names::STATE_DB)
     }
@@ -73,22 +83,27 @@ impl ResultsDir {
             .and_then(|s| RunStatus::parse(s.trim()))
     }
 
+    /// The results table, as CSV.
     pub fn results_csv(&self) -> PathBuf {
         self.root.join(names::RESULTS_CSV)
     }
 
+    /// The results table, as JSON.
     pub fn results_json(&self) -> PathBuf {
         self.root.join(names::RESULTS_JSON)
     }
 
+    /// The extensions' environment record.
     pub fn extensions(&self) -> PathBuf {
         self.root.join(names::EXTENSIONS)
     }
 
+    /// The folder of every trial.
     pub fn trials(&self) -> PathBuf {
         self.root.join(names::TRIALS)
     }
 
+    /// Trial `id`'s folder.
     pub fn trial(&self, id: &str) -> TrialDir {
         TrialDir(self.trials().join(id))
     }
@@ -99,6 +114,7 @@ impl ResultsDir {
 pub struct TrialDir(PathBuf);
 
 impl TrialDir {
+    /// The folder itself.
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -106,6 +122,7 @@ impl TrialDir {
     pub fn out(&self) -> PathBuf {
         self.0.join(names::OUT)
     }
+    /// The trial's params, as JSON.
     pub fn params(&self) -> PathBuf {
         self.0.join("params.json")
     }
@@ -124,12 +141,15 @@ impl TrialDir {
     pub fn attempt(&self) -> PathBuf {
         self.0.join(flambe_executor::ATTEMPT_FILE)
     }
+    /// Its stdout, appended per attempt.
     pub fn stdout(&self) -> PathBuf {
         self.0.join("stdout.log")
     }
+    /// Its stderr, appended per attempt.
     pub fn stderr(&self) -> PathBuf {
         self.0.join("stderr.log")
     }
+    /// Its metrics, JSON lines.
     pub fn metrics(&self) -> PathBuf {
         self.0.join("metrics.jsonl")
     }
@@ -140,6 +160,7 @@ impl TrialDir {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// A driver is running it.
     Running,
     /// Every stage ran.
     Finished,
@@ -150,6 +171,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The word the status file holds.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -159,6 +181,7 @@ impl RunStatus {
         }
     }
 
+    /// The status a status file's word stands for.
     pub fn parse(s: &str) -> Option<RunStatus> {
         match s {
             "running" => Some(RunStatus::Running),

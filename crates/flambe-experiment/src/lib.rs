@@ -28,6 +28,8 @@
 //!
 //! Modules are private; what other crates use is re-exported here.
 
+#![warn(missing_docs)]
+
 mod asha;
 mod engine;
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub struct RunOptions {
     pub restart: bool,
     /// CPUs and GPUs to fill; `None`: the config's `devices`, else detected.
     pub cpus: Option<f64>,
+    /// (See `cpus`.)
     pub gpus: Option<u32>,
     /// Report every output line of every trial.
     pub echo: bool,
@@ -51,61 +52,98 @@ pub struct RayTarget {
 /// What happened, for whoever shows it.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// The run begins; `dir` holds its results.
-    /// `on` names where trials run: `this machine (2 CPUs, 0 GPUs)`, `Ray at URL`.
+    /// The run begins.
     Begin {
+        /// The results folder.
         dir: &'a Path,
+        /// Where trials run: `this machine (2 CPUs, 0 GPUs)`, `Ray at URL`.
         on: String,
+        /// A recorded run goes on.
         resumed: bool,
     },
+    /// A stage begins.
     StageBegin {
+        /// The stage.
         stage: &'a Stage,
+        /// Its trials.
         total: usize,
+        /// Already finished (resumed).
         done: usize,
+        /// Already failed (resumed).
         failed: usize,
     },
+    /// An attempt of a trial started.
     TrialStarted {
+        /// Its stage.
         stage: &'a str,
+        /// The trial.
         id: &'a str,
+        /// Which attempt (1 first).
         attempt: u32,
+        /// Its folder.
         dir: &'a Path,
     },
+    /// A trial reported metrics.
     Metrics {
+        /// Its stage.
         stage: &'a str,
+        /// The trial.
         id: &'a str,
+        /// The step.
         step: i64,
+        /// The values.
         values: &'a [(String, f64)],
     },
     /// PBT stopped a trial, which goes on from `donor`'s checkpoint (as
     /// it was at `step`) with `params`.
     Exploited {
+        /// Its stage.
         stage: &'a str,
+        /// The trial.
         id: &'a str,
+        /// The trial whose checkpoint it goes on from.
         donor: &'a str,
+        /// The donor's step.
         step: i64,
+        /// Its new params.
         params: &'a crate::search::Params,
     },
+    /// A trial ended.
     TrialFinished {
+        /// Its stage.
         stage: &'a str,
+        /// The trial.
         id: &'a str,
+        /// How.
         status: Status,
+        /// Why (for a failure), else empty.
         detail: &'a str,
     },
+    /// A line of a trial's output.
     Output {
+        /// The trial.
         id: &'a str,
+        /// From stderr.
         stderr: bool,
+        /// The line.
         line: &'a str,
     },
+    /// Something the user should know; the run goes on.
     Warning(String),
     /// The config only adds trials to the recorded run: what grows.
     Extended {
+        /// What grows.
         grows: &'a [String],
     },
+    /// A stage ended.
     StageEnd {
+        /// Its results.
         result: &'a StageResult,
     },
 }
 
+/// Whoever shows what the engine does.
 pub trait Observer {
+    /// Hear one event.
     fn on(&mut self, event: Event<'_>);
 }

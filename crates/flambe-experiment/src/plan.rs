@@ -5,14 +5,19 @@ use crate::search::{Params, expand};
 use flambe_config::{Experiment, Stage};
 use serde::Serialize;
 
+/// What an experiment will run, stage by stage (`--dry-run`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExperimentPlan {
+    /// The experiment.
     pub name: String,
+    /// Its stages, in order.
     pub stages: Vec<StagePlan>,
 }
 
+/// What one stage will run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StagePlan {
+    /// The stage.
     pub name: String,
     /// The stage's own search space, expanded (empty for TPE, whose
     /// trials are chosen as it runs).
@@ -25,10 +30,13 @@ pub struct StagePlan {
     pub trials: u64,
     /// How many trials go on to the next stage.
     pub survivors: u64,
+    /// CPUs each trial takes.
     pub cpus: f64,
+    /// GPUs each trial takes.
     pub gpus: u32,
 }
 
+/// Lay the experiment's stages end to end.
 pub fn plan(exp: &Experiment) -> ExperimentPlan {
     let mut parents: Option<u64> = None;
     let stages = exp

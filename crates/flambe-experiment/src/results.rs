@@ -11,35 +11,52 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
+/// One trial's line of the results table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
+    /// Its stage.
     pub stage: String,
+    /// The trial id (`train-003`).
     pub id: String,
+    /// The trial of the previous stage it went on from.
     pub parent: Option<String>,
+    /// Its params, as JSON.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// How it stands.
     pub status: Status,
+    /// The stage's metric.
     pub metric: Option<String>,
     /// The last value reported of `metric`.
     pub final_metric: Option<f64>,
+    /// The best value reported of `metric`.
     pub best_metric: Option<f64>,
+    /// The step of the best value.
     pub best_step: Option<i64>,
     /// Attempts started, interrupted ones included.
     pub attempts: u32,
+    /// How long its last attempt ran.
     pub duration_s: Option<f64>,
+    /// Why it failed.
     pub error: Option<String>,
+    /// Where it ran (`local`, a Ray node).
     pub host: Option<String>,
     /// PBT's changes of its params, in order (`params` are those it
     /// started with).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<crate::state::Exploited>,
     #[serde(skip)]
+    /// Its place in the stage's plan (the order trials were made in).
     pub index: usize,
 }
 
+/// One stage's trials, ranked.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
+    /// The stage.
     pub name: String,
+    /// Its metric.
     pub metric: Option<String>,
+    /// Whether `metric` is maximised.
     pub mode: Mode,
     /// Best first (see the module docs).
     pub rows: Vec<Row>,
@@ -48,18 +65,23 @@ pub struct StageResult {
 }
 
 impl StageResult {
+    /// How many of its trials have `status`.
     pub fn count(&self, status: Status) -> usize {
         self.rows.iter().filter(|r| r.status == status).count()
     }
 }
 
+/// Every stage's results, and where they are.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The results folder.
     pub dir: PathBuf,
+    /// The stages, in pipeline order.
     pub stages: Vec<StageResult>,
 }
 
 impl Report {
+    /// The results table's CSV.
     pub fn csv_path(&self) -> PathBuf {
         crate::layout::ResultsDir::at(&self.dir).results_csv()
     }

@@ -12,18 +12,24 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// How a trial stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Not started.
     Pending,
+    /// An attempt is running.
     Running,
+    /// Its command exited 0.
     Succeeded,
+    /// Every attempt failed.
     Failed,
     /// Stopped early by the stage's scheduler; its metrics still rank it.
     Stopped,
 }
 
 impl Status {
+    /// The word stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -44,6 +50,7 @@ impl Status {
         }
     }
 
+    /// It will not run again.
     pub fn is_done(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed | Status::Stopped)
     }
@@ -115,6 +122,7 @@ pub struct MetricSummary {
     pub steps: usize,
 }
 
+/// The durable record of a run: trials, attempts, metrics (SQLite, WAL).
 pub struct Store {
     conn: Connection,
 }
@@ -136,6 +144,7 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// Open (or create) the record at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -170,12 +179,14 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// A recorded value (`config`, `created`).
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
     }
 
+    /// Record a value.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
@@ -193,6 +204,7 @@ impl Store {
         Ok(())
     }
 
+    /// Trial `id`, if recorded.
     pub fn trial(&self, id: &str) -> Result<Option<Trial>> {
         self.conn
             .query_row(&format!("{SELECT_TRIAL} WHERE id = ?1"), [id], row_to_trial)
@@ -240,6 +252,7 @@ impl Store {
         Ok(n)
     }
 
+    /// Record the process group of trial `id`'s running attempt.
     pub fn set_pgid(&self, id: &str, pgid: u32) -> Result<()> {
         self.conn.execute(
             "UPDATE trials SET pgid = ?2 WHERE id = ?1",
@@ -291,6 +304,7 @@ impl Store {
         tx.commit()
     }
 
+    /// Record a metrics line of trial `id`'s current attempt.
     pub fn record_metrics(
         &self,
         id: &str,

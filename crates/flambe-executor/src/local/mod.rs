@@ -57,6 +57,7 @@ struct Running {
     cancel: Arc<Notify>,
 }
 
+/// Child processes on this machine, each in its own process group.
 pub struct LocalExecutor {
     /// Set `CUDA_VISIBLE_DEVICES` from the GPUs handed out (false where
     /// something else, such as Ray, already chose the job's GPUs).
@@ -69,6 +70,7 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
+    /// Run up to `cpus` CPUs and `gpus` GPUs of jobs at once, reporting on `events`.
     pub fn new(cpus: f64, gpus: u32, events: mpsc::UnboundedSender<JobEvent>) -> LocalExecutor {
         LocalExecutor {
             manage_gpus: true,

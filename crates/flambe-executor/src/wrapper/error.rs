@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+/// Why the wrapper failed.
+#[allow(missing_docs)] // each variant's #[error] message is its documentation
 #[derive(Debug, thiserror::Error)]
 pub enum WrapperError {
     #[error("the trial spec is not hex-encoded JSON: {0}")]

@@ -60,11 +60,13 @@ impl Message {
     }
 }
 
+/// A spec as the `flambe trial-run` argument: hex of its JSON (no quoting needed).
 pub fn encode_spec(spec: &JobSpec) -> String {
     let json = serde_json::to_vec(spec).unwrap_or_default();
     json.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The spec a `flambe trial-run` argument carries.
 pub fn decode_spec(hex: &str) -> Result<JobSpec, WrapperError> {
     // ASCII only: a multi-byte character would split a slice mid-character.
     if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
