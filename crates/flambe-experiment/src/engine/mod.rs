@@ -392,8 +392,11 @@ impl Engine<'_> {
                             self.executor.cancel(&id);
                         }
                         Verdict::Exploit(exploit) => {
+                            // Staged (and the attempt guard moved on) before
+                            // the stop: the stopping attempt's last copies
+                            // back must not land over the donor's checkpoint.
+                            let pending = self.stage_exploit(&id, attempt, step, exploit)?;
                             self.executor.cancel(&id);
-                            let pending = self.stage_exploit(&id, step, exploit)?;
                             if let Some(rt) = self.running.get_mut(&id) {
                                 rt.exploit = Some(pending);
                             }
@@ -436,11 +439,19 @@ impl Engine<'_> {
         let Some(mut rt) = self.running.remove(id) else {
             return Ok(None);
         };
-        // A trial that ended by itself before PBT's stop reached it is done.
-        if let Some(pending) = rt.exploit.take()
-            && !matches!(outcome, Outcome::Exited(0))
-        {
-            return self.continue_exploited(rt, pending);
+        // A trial that ended by itself before PBT's stop reached it is done
+        // (its attempt guard back to its own attempt).
+        if let Some(pending) = rt.exploit.take() {
+            if !matches!(outcome, Outcome::Exited(0)) {
+                return self.continue_exploited(rt, pending);
+            }
+            let dir = self.dir.trial(id);
+            std::fs::write(dir.attempt(), rt.attempt.to_string()).map_err(|source| {
+                EngineError::Io {
+                    what: format!("cannot write the attempt of {id}"),
+                    source,
+                }
+            })?;
         }
 
         let stage = &self.exp.pipeline[rt.stage];

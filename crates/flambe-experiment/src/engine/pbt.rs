@@ -25,14 +25,25 @@ pub(super) struct PendingExploit {
 }
 
 impl Engine<'_> {
-    /// Trial `id` was judged at `step`: its donor's checkpoint and metrics
-    /// as they are now, set aside for when it has stopped.
+    /// Trial `id` was judged at `step` of its attempt `attempt`: its donor's
+    /// checkpoint and metrics as they are now, set aside for when it has
+    /// stopped. The attempt guard moves on to the next attempt now, so that
+    /// no copy back from the stopping attempt (its checkpoint mirror, its
+    /// final push, which may still be under way when its stop is reported)
+    /// can start any more and land over the donor's checkpoint once it is
+    /// in place.
     pub(super) fn stage_exploit(
         &self,
         id: &str,
+        attempt: u32,
         step: i64,
         exploit: Exploit,
     ) -> Result<PendingExploit> {
+        let guard = self.dir.trial(id).attempt();
+        std::fs::write(&guard, (attempt + 1).to_string()).map_err(|source| EngineError::Io {
+            what: format!("cannot write the attempt of {id}"),
+            source,
+        })?;
         let staged = self.dir.trial(id).donor_checkpoint();
         copy_into(&self.dir.trial(&exploit.donor).checkpoint(), &staged).map_err(|source| {
             EngineError::Io {
