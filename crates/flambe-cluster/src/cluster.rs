@@ -164,6 +164,8 @@ pub struct Down {
     pub cleaned: Vec<String>,
     /// Hosts that never got the key (nothing of the cluster's to remove).
     pub never_keyed: Vec<String>,
+    /// Hosts an earlier, partly failed `cluster down` cleaned already.
+    pub cleaned_before: Vec<String>,
     /// With `purge`: hosts that could not be cleaned, and why; the cluster
     /// key stays in their `~/.ssh/authorized_keys`.
     pub left: Vec<HostError>,
@@ -185,7 +187,10 @@ pub async fn down_ssh(name: &str, purge: bool) -> Result<Down, ClusterError> {
     let mut down = Down::default();
     let (keyed, never): (Vec<&HostState>, Vec<&HostState>) =
         state.hosts.iter().partition(|h| h.key_installed);
+    let (cleaned_before, never): (Vec<&HostState>, Vec<&HostState>) =
+        never.into_iter().partition(|h| h.key_removed);
     down.never_keyed = never.iter().map(|h| h.name.clone()).collect();
+    down.cleaned_before = cleaned_before.iter().map(|h| h.name.clone()).collect();
 
     let targets: Vec<Target> = keyed.iter().map(|h| target(&state, h)).collect();
     let connected = join_all(targets.iter().map(|t| Host::connect(&files, t, None))).await;
@@ -213,8 +218,14 @@ pub async fn down_ssh(name: &str, purge: bool) -> Result<Down, ClusterError> {
         format!("rm -rf {}", RemoteHome::relative().cluster())
     } else {
         format!(
-            "if [ -f .ssh/authorized_keys ]; then grep -vxF {key} .ssh/authorized_keys > .ssh/authorized_keys.flambe-tmp; \
-             chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; rm -rf {dir}",
+            // Every step must work, or the host is reported as not cleaned
+            // (grep exits 1 when no line is left: that is a success here);
+            // the last check proves the key is gone.
+            "set -e; if [ -f .ssh/authorized_keys ]; then \
+             {{ grep -vxF {key} .ssh/authorized_keys || [ $? -eq 1 ]; }} > .ssh/authorized_keys.flambe-tmp; \
+             chmod 600 .ssh/authorized_keys.flambe-tmp; mv .ssh/authorized_keys.flambe-tmp .ssh/authorized_keys; fi; \
+             if [ -f .ssh/authorized_keys ] && grep -qxF {key} .ssh/authorized_keys; then \
+             echo 'the cluster key is still in ~/.ssh/authorized_keys' >&2; exit 1; fi; rm -rf {dir}",
             key = crate::host::shell_quote(&public),
             dir = RemoteHome::relative().cluster()
         )
@@ -235,6 +246,7 @@ pub async fn down_ssh(name: &str, purge: bool) -> Result<Down, ClusterError> {
         for h in state.hosts.iter_mut() {
             if down.cleaned.contains(&h.name) {
                 h.key_installed = false;
+                h.key_removed = true;
             }
         }
         files

@@ -91,6 +91,7 @@ pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
                     connect: p.connect.clone(),
                     private: p.private.clone(),
                     key_installed: known.is_some_and(|h| h.key_installed),
+                    key_removed: known.is_some_and(|h| h.key_removed),
                     setup_done: known.map(|h| h.setup_done.clone()).unwrap_or_default(),
                     binary: known.and_then(|h| h.binary.clone()),
                     installed: known.map(|h| h.installed.clone()).unwrap_or_default(),
@@ -248,6 +249,7 @@ async fn setup_host(
     ))
     .await?;
     state.key_installed = true;
+    state.key_removed = false;
 
     let facts = host
         .check("nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; uname -sm")

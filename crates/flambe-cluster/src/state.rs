@@ -73,6 +73,10 @@ pub struct HostState {
     pub private: String,
     /// The cluster key is in this host's authorized_keys.
     pub key_installed: bool,
+    /// A partly failed `cluster down` removed the cluster key here (the
+    /// next `cluster down` skips it; `up` installs the key again).
+    #[serde(default)]
+    pub key_removed: bool,
     /// `setup_cmds` that completed here, in the order they ran.
     pub setup_done: Vec<String>,
     /// sha256 of the flambe binary last shipped here.

@@ -59,6 +59,12 @@ pub fn down_ssh(name: &str, down: &flambe_cluster::Down) {
     println!(
         "Cluster `{name}` is down: its key was removed from {cleaned}, and it is forgotten here."
     );
+    if !down.cleaned_before.is_empty() {
+        println!(
+            "Cleaned by an earlier `cluster down`: {}.",
+            down.cleaned_before.join(", ")
+        );
+    }
     if !down.never_keyed.is_empty() {
         println!(
             "Never given the cluster key (nothing to remove): {}.",

@@ -361,6 +361,71 @@ fn an_unreachable_factory_is_named_before_anything_changes() {
 }
 
 #[test]
+fn a_host_that_cannot_be_cleaned_is_named_and_the_rerun_finishes() {
+    if !available("a_host_that_cannot_be_cleaned_is_named_and_the_rerun_finishes") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new(106, "stuck", &["true"]);
+    s.up_ok();
+    let key = std::fs::read_to_string(s.state_dir().join("id_ed25519.pub")).unwrap();
+    let key = key.trim();
+    let has_key = |n: u32| s.read_home(n, ".ssh/authorized_keys").contains(key);
+    assert!((1..=3).all(has_key));
+
+    // The second factory answers, but its ~/.ssh cannot be written (as on
+    // a home that went read-only): its authorized_keys cannot be rewritten.
+    let ssh_dir = s.bed.home(3).join(".ssh");
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = s
+        .flambe()
+        .args(["cluster", "down", "stuck"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the cluster key was removed from stuck_orchestrator, stuck_factory_0, but not from:"
+        ),
+        "says exactly what changed: {stderr}"
+    );
+    assert!(stderr.contains("stuck_factory_1"), "{stderr}");
+    assert!(stderr.contains("`stuck` is still known here"), "{stderr}");
+    assert!(stderr.contains("hint: run it again to finish"), "{stderr}");
+    assert!(
+        !has_key(1) && !has_key(2),
+        "the reachable hosts were cleaned"
+    );
+    assert!(has_key(3), "the key is still where it could not be removed");
+    assert!(s.state_dir().exists());
+
+    // Once the host can be written again, the same command finishes: only
+    // that host is reached, and the others are named as cleaned before.
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = s
+        .flambe()
+        .args(["cluster", "down", "stuck"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("removed from stuck_factory_1"), "{stdout}");
+    assert!(
+        stdout
+            .contains("Cleaned by an earlier `cluster down`: stuck_orchestrator, stuck_factory_0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Never given the cluster key"), "{stdout}");
+    assert!(!(1..=3).any(has_key));
+    assert!(!s.state_dir().exists());
+}
+
+#[test]
 fn a_refused_login_gets_a_login_hint_and_the_cluster_can_still_be_forgotten() {
     if !available("a_refused_login_gets_a_login_hint_and_the_cluster_can_still_be_forgotten") {
         return;
