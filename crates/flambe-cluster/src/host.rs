@@ -128,6 +128,56 @@ pub struct Host {
     /// The cluster's ssh_config: commands run through our own `ssh` on the
     /// session's control socket (see [`Host::run`]).
     ssh_config: std::path::PathBuf,
+    /// Ends the master connection, and the tunnels on it, if this process
+    /// dies without closing it (see [`MasterGuard`]).
+    guard: Option<MasterGuard>,
+}
+
+/// The `openssh` crate's master connection is a daemon (`ssh -f`, with
+/// `ControlPersist=yes`): were flambe killed (SIGKILL, a lost terminal), it
+/// would live on with every tunnel it carries. The guard is a small shell
+/// of its own process group reading a pipe only this process holds; when
+/// the pipe closes, however this process ended, it tells the master to exit.
+struct MasterGuard {
+    child: std::process::Child,
+}
+
+impl MasterGuard {
+    fn start(control_socket: &Path) -> Option<MasterGuard> {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"cat >/dev/null; exec ssh -F /dev/null -o ControlPath="$1" -O exit flambe-master 2>/dev/null"#)
+            .arg("sh")
+            .arg(control_socket)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Not in the terminal's group: Ctrl-C reaches flambe, which
+            // closes its connections itself.
+            .process_group(0)
+            .spawn();
+        match child {
+            Ok(child) => Some(MasterGuard { child }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the ssh master's guard");
+                None
+            }
+        }
+    }
+
+    /// The connection is being closed in order: the guard is not needed.
+    fn dismiss(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A remote command that lasts as long as the [`HeldCommand`] here: it is
+/// stopped when this is dropped or this process dies, since its session's
+/// stdin then closes.
+pub struct HeldCommand {
+    _ssh: tokio::process::Child,
 }
 
 impl Host {
@@ -155,10 +205,12 @@ impl Host {
         match builder.connect(&target.name).await {
             Ok(session) => {
                 tracing::info!(host = %target.name, addr = %target.addr, "connected");
+                let guard = MasterGuard::start(session.control_socket());
                 Ok(Host {
                     target: target.clone(),
                     session,
                     ssh_config: files.ssh_config(),
+                    guard,
                 })
             }
             Err(e) => {
@@ -361,8 +413,32 @@ impl Host {
             .map(|id| id.trim().to_string())
     }
 
+    /// Start `command` (a simple command: it is run in the background of a
+    /// remote shell) for as long as the returned handle lives. The remote
+    /// shell waits on its session's stdin; when that closes (the handle
+    /// dropped, this process killed, the connection lost) it kills the
+    /// command. Its output is discarded.
+    pub fn hold(&self, command: &str) -> Result<HeldCommand, HostError> {
+        let wrapped = format!(
+            "{command} </dev/null >/dev/null 2>&1 & p=$!; cat >/dev/null; kill $p 2>/dev/null"
+        );
+        let mut ssh = self.ssh(&wrapped);
+        ssh.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = ssh.spawn().map_err(|e| HostError::Other {
+            host: self.target.name.clone(),
+            detail: format!("running `{}`: {e}", shown_command(command)),
+        })?;
+        tracing::info!(host = %self.target.name, command = %shown_command(command), "holding");
+        Ok(HeldCommand { _ssh: child })
+    }
+
     /// Close the multiplexed connection.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.dismiss();
+        }
         let _ = self.session.close().await;
     }
 }

@@ -54,7 +54,7 @@ pub use driver::{
 pub use error::{ClusterError, DriverSpecError};
 pub use extensions::{Prepared, packages as extension_packages};
 pub use home::{cluster_dir, flambe_home};
-pub use host::{Host, HostError, Output, shell_quote};
+pub use host::{HeldCommand, Host, HostError, Output, shell_quote};
 pub use plan::{HostPlan, InstancePlan, Role, aws_instances, instance_tags, ssh_hosts};
 pub use provision::{HostProvisioned, ensure as provision};
 pub use ray::{DASHBOARD_PORT, RAY_VERSION, start_ray, stop_ray};

@@ -29,7 +29,8 @@ const SITE_ONLY_PORT: u16 = 8181;
 /// The report site of experiment `name` on the cluster, through a tunnel:
 /// its driver's site while it runs, otherwise a `flambe site` started on
 /// the orchestrator. `on_url` is told the local URL; the site is served
-/// until `until` ends, then what was started there is stopped.
+/// until `until` ends, then what was started there is stopped. What was
+/// started there, and the tunnel, also end if this process is killed.
 pub async fn serve_cluster_site(
     cluster_name: &str,
     name: &str,
@@ -45,25 +46,27 @@ pub async fn serve_cluster_site(
                 let home = RemoteHome::relative();
                 let results = home.experiment(name).results();
                 let state = format!("{results}/{}", names::STATE_DB);
-                if orch.run(&format!("test -f {}", shell_quote(&state))).await?.code != Some(0) {
+                if orch
+                    .run(&format!("test -f {}", shell_quote(&state)))
+                    .await?
+                    .code
+                    != Some(0)
+                {
                     bail!("no experiment `{name}` on cluster `{cluster_name}`");
                 }
-                let pid = orch
-                    .check(&format!(
-                        "setsid {} site {} --site-port {SITE_ONLY_PORT} >/dev/null 2>&1 </dev/null & echo $!",
-                        home.flambe(),
-                        shell_quote(&results)
-                    ))
-                    .await?;
-                (SITE_ONLY_PORT, Some(pid.trim().to_string()))
+                // Held by this process: it ends with it, however it ends.
+                let held = orch.hold(&format!(
+                    "{} site {} --site-port {SITE_ONLY_PORT}",
+                    home.flambe(),
+                    shell_quote(&results)
+                ))?;
+                (SITE_ONLY_PORT, Some(held))
             }
         };
         let url = tunnel_here(&cluster, remote_port).await?;
         on_url(&format!("{url}/"));
         until.await;
-        if let Some(pid) = started {
-            orch.run(&format!("kill {}", shell_quote(&pid))).await?;
-        }
+        drop(started);
         Ok(())
     }
     .await;

@@ -184,6 +184,15 @@ impl Testbed {
         self.homes[&n].clone()
     }
 
+    /// Whether process `pid` runs on host `n` (in its network namespace;
+    /// hosts of the `Machine` kind share this machine's process table).
+    pub fn runs_on(&self, pid: i32, n: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let host = std::fs::metadata(format!("/run/netns/fb{}h{n}", self.id));
+        let proc = std::fs::metadata(format!("/proc/{pid}/ns/net"));
+        matches!((host, proc), (Ok(h), Ok(p)) if h.ino() == p.ino() && h.dev() == p.dev())
+    }
+
     pub fn cut(&self, n: u32) {
         run(&["cut".into(), self.id.to_string(), n.to_string()]);
     }

@@ -10,6 +10,10 @@
 //! - the orchestrator rebooted (every process gone, Ray included, `/tmp`
 //!   emptied), then the same command.
 //!
+//! In the first case the trials also fork in every way a command can: what
+//! they forked on the factories ends with their attempts, whether their
+//! driver was killed or they ran to their end.
+//!
 //! Root only; skipped with a reason otherwise, a failure under CI=true.
 
 use crate::common::ray_cluster::RayCluster;
@@ -23,8 +27,9 @@ use std::time::{Duration, Instant};
 /// every trial marks its start and its end in the home of the host it runs
 /// on, saves its step in `$FLAMBE_CHECKPOINT` after each second and goes on
 /// from there when it runs again (reporting that step again), writing
-/// where it started to `out/resumed-from`.
-fn experiment(dir: &Path, name: &str, trials: u32, seconds: u32) -> PathBuf {
+/// where it started to `out/resumed-from`. With `forks`, each attempt also
+/// leaves processes behind in every way a command can fork (see [`FORKS`]).
+fn experiment(dir: &Path, name: &str, trials: u32, seconds: u32, forks: bool) -> PathBuf {
     let config = dir.join(format!("{name}.yaml"));
     let values: Vec<String> = (1..=trials).map(|i| i.to_string()).collect();
     std::fs::write(
@@ -36,6 +41,7 @@ max_failures: 3
 pipeline:
   s: !Stage
     run: |-
+      {}
       echo {{trial}} >> $HOME/started-{name}
       s=$(cat $FLAMBE_CHECKPOINT/s 2>/dev/null || echo 0)
       echo $s > {{out}}/resumed-from
@@ -54,11 +60,47 @@ pipeline:
     metric: a
     mode: max
 "#,
+            if forks { FORKS } else { ":" },
             values.join(", ")
         ),
     )
     .unwrap();
     config
+}
+
+/// Processes a trial leaves behind, one per way of forking: `setsid`, a
+/// double fork, a pipeline in the background, `nohup`. Each sleeps for a
+/// time no other process of the suite sleeps for (see [`forked_alive`]).
+const FORKS: &str = "setsid sleep 7031.1 </dev/null >/dev/null 2>&1 & (sleep 7031.2 </dev/null >/dev/null 2>&1 &); sleep 7031.3 </dev/null | cat >/dev/null & nohup sleep 7031.4 </dev/null >/dev/null 2>&1 &";
+
+/// The live processes [`FORKS`] left on the factories (the test hosts
+/// share this machine's process table): (pid, what it sleeps for).
+fn forked_alive(m: &Matrix) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        });
+        if args.len() >= 2
+            && args[0].ends_with("sleep")
+            && args[1].starts_with("7031.")
+            && !zombie
+            && (m.rc.bed.runs_on(pid, 2) || m.rc.bed.runs_on(pid, 3))
+        {
+            found.push((pid, args[1].clone()));
+        }
+    }
+    found
 }
 
 struct Matrix {
@@ -282,7 +324,7 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
     // 1. The driver killed three times, each time followed by the same
     // command, which resumes the experiment on the orchestrator.
     let begin = Instant::now();
-    let config = experiment(&dir, "killed", 16, 3);
+    let config = experiment(&dir, "killed", 16, 3, true);
     let mut snapshots = Vec::new();
     let mut checkpointed = None;
     for round in 0..3 {
@@ -299,6 +341,14 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
                 checkpointed = m.running_with_checkpoint("killed");
                 checkpointed.is_some()
             });
+            // What the running trials forked is there to be left behind
+            // (were nothing there, the check after the last run would
+            // prove nothing).
+            m.wait_for("the running trials' forked processes", 60, || {
+                let styles: BTreeSet<String> =
+                    forked_alive(&m).into_iter().map(|(_, s)| s).collect();
+                styles.len() == 4
+            });
         }
         snapshots.push(m.snapshot("killed"));
         let pid = m.driver_pid().expect("a driver runs");
@@ -313,6 +363,12 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
     let code = wait_exit(&mut laptop, 600, &m, "killed-last.log");
     assert_eq!(code, Some(0), "{}", m.log("killed-last.log"));
     m.assert_whole("killed", 16, &snapshots);
+    // Nothing any attempt forked outlives it: not the trials of a killed
+    // driver (the rerun stops their Ray jobs; each wrapper's guard takes
+    // what its trial started), not those that ran to their end.
+    m.wait_for("every process the trials forked to end", 60, || {
+        forked_alive(&m).is_empty()
+    });
     let id = checkpointed.expect("seen before the first kill");
     let resumed = m.resumed_from("killed", &id);
     let attempts = m.attempts("killed", &id);
@@ -327,7 +383,7 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
 
     // 2. The laptop side killed mid-run, then `flambe attach`.
     let begin = Instant::now();
-    let config = experiment(&dir, "detached", 8, 3);
+    let config = experiment(&dir, "detached", 8, 3, false);
     let mut laptop = m.start(&config, "detached.log");
     m.wait_for("two trials to finish", 300, || {
         m.succeeded("detached").len() >= 2
@@ -347,7 +403,7 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
 
     // 3. A factory cut off while its trials run, brought back later.
     let begin = Instant::now();
-    let config = experiment(&dir, "cut", 12, 4);
+    let config = experiment(&dir, "cut", 12, 4, false);
     let mut laptop = m.start(&config, "cut.log");
     // A trial runs on factory 1 (host 3) now: started there, not ended.
     let running_on_3 = || {
@@ -404,7 +460,7 @@ fn every_trial_finishes_once_through_driver_kills_a_lost_laptop_a_cut_factory_an
 
     // 4. The orchestrator rebooted: every process gone, Ray included.
     let begin = Instant::now();
-    let config = experiment(&dir, "rebooted", 8, 3);
+    let config = experiment(&dir, "rebooted", 8, 3, false);
     let mut laptop = m.start(&config, "rebooted-0.log");
     m.wait_for("two trials to finish", 300, || {
         m.succeeded("rebooted").len() >= 2

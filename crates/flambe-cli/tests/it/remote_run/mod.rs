@@ -191,34 +191,8 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     assert!(text.contains("finished"), "{text}");
 
     // Its report site, served from the orchestrator through a tunnel.
-    use std::io::BufRead;
-    let mut site = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
-        .env("FLAMBE_HOME", dir.path().join("home"))
-        .args(["site", "remote", "--cluster"])
-        .arg(cluster)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = std::io::BufReader::new(site.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .trim_start_matches("Report site: http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut body = String::new();
-    for _ in 0..100 {
-        if let Some((_, bytes)) = common::try_get(&addr, "/api/v1/experiment") {
-            body = String::from_utf8_lossy(&bytes).into_owned();
-            if body.contains("\"status\":\"finished\"") {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (mut site, addr) = remote_site(dir.path(), cluster);
+    let body = finished_experiment(&addr);
     // SAFETY: interrupting our own child, as Ctrl-C would.
     unsafe { libc::kill(site.id() as i32, libc::SIGINT) };
     site.wait().unwrap();
@@ -226,6 +200,19 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         body.contains("\"name\":\"remote\"") && body.contains("\"status\":\"finished\""),
         "{body}"
     );
+    wait_until("the site started on the orchestrator to end", || {
+        site_helpers(bed).is_empty()
+    });
+    // Killed outright, it leaves nothing behind either: neither the site
+    // it started on the orchestrator nor the tunnel here.
+    let (mut site, addr) = remote_site(dir.path(), cluster);
+    finished_experiment(&addr);
+    assert_eq!(site_helpers(bed).len(), 1, "one site runs there");
+    site.kill().unwrap(); // SIGKILL: no cleanup of its own
+    site.wait().unwrap();
+    wait_until("the killed command's site and tunnel to end", || {
+        site_helpers(bed).is_empty() && std::net::TcpStream::connect(addr.as_str()).is_err()
+    });
 
     // A script runs on one factory with its resources uploaded, and its
     // output comes home. It checks a secret given as `!env` (against the
@@ -369,4 +356,71 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         [("train-006", &succeeded), ("eval-006", &succeeded)],
         "{after:?}"
     );
+}
+
+/// `flambe site remote --cluster CLUSTER`, and the address it serves here.
+fn remote_site(dir: &Path, cluster: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut site = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
+        .env("FLAMBE_HOME", dir.join("home"))
+        .args(["site", "remote", "--cluster"])
+        .arg(cluster)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(site.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .trim_start_matches("Report site: http://")
+        .trim_end_matches('/')
+        .to_string();
+    (site, addr)
+}
+
+/// The experiment's summary from the site at `addr`, once it says finished.
+fn finished_experiment(addr: &str) -> String {
+    let mut body = String::new();
+    wait_until("the remote site to show the finished experiment", || {
+        if let Some((_, bytes)) = common::try_get(addr, "/api/v1/experiment") {
+            body = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        body.contains("\"status\":\"finished\"")
+    });
+    body
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The `flambe site` processes running on the orchestrator (the test hosts
+/// share this machine's process table).
+fn site_helpers(bed: &flambe_testbed::Testbed) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_site = args.len() > 2
+            && args[0].ends_with(b"flambe")
+            && args[1] == b"site"
+            && args.iter().any(|a| *a == b"--site-port");
+        if is_site && bed.runs_on(pid, 1) {
+            found.push(pid);
+        }
+    }
+    found
 }
