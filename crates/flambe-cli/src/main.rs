@@ -25,6 +25,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.verbose);
+    let open_files = flambe_executor::raise_open_file_limit();
+    tracing::debug!(open_files, "open file limit");
     let result = commands::dispatch(cli);
     match result {
         Ok(code) => code,

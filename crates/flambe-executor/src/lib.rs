@@ -38,7 +38,10 @@ mod ray_log;
 mod wrapper;
 
 pub use error::{MetricLineError, RayApiError};
-pub use local::{LocalExecutor, MARKER_VAR, detect_cpus, detect_gpus, kill_marked, marker_of};
+pub use local::{
+    LocalExecutor, MARKER_VAR, detect_cpus, detect_gpus, kill_marked, marker_of,
+    raise_open_file_limit,
+};
 pub use metrics::{MetricLine, parse_metric_line};
 pub use pyenv::{
     EnvError, InstallOutcome, Package, PackageSource, PythonEnv,

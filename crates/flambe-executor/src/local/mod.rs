@@ -29,6 +29,34 @@ use tokio::sync::{Notify, mpsc};
 /// How often a running job's metrics file is read.
 const METRICS_POLL: Duration = Duration::from_millis(100);
 
+/// Raise this process's soft limit on open files to its hard limit. Each
+/// running job holds a few descriptors (its stdout and stderr pipes, their
+/// log files, its metrics file), so the usual soft limit of 1024 would cap
+/// a driver at a few hundred jobs at once; the hard limit is what the
+/// administrator allows. Returns the limit in force.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 /// CPUs of this machine (what the scheduler may fill).
 pub fn detect_cpus() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
