@@ -14,10 +14,7 @@ cd "$(dirname "$0")/.."
 N=${1:-10000}
 P=${2:-1000}
 S=${3:-2}
-if [ -z "${FLAMBE_BIN:-}" ]; then
-  cargo build --release --quiet -p flambe-cli
-fi
-BIN=${FLAMBE_BIN:-$PWD/target/x86_64-unknown-linux-musl/release/flambe}
+. scripts/bench/flambe-bin.sh
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 CPUS=$(python3 -c "print(1 / $P)")

@@ -10,11 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-500}
-# FLAMBE_BIN: a flambe binary already built (e.g. by `cargo install`).
-if [ -z "${FLAMBE_BIN:-}" ]; then
-  cargo build --release --quiet -p flambe-cli
-fi
-BIN=${FLAMBE_BIN:-$PWD/target/x86_64-unknown-linux-musl/release/flambe}
+. scripts/bench/flambe-bin.sh
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cat > "$WORK/bench.yaml" <<YAML

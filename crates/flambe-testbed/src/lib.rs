@@ -184,13 +184,40 @@ impl Testbed {
         self.homes[&n].clone()
     }
 
-    /// Whether process `pid` runs on host `n` (in its network namespace;
-    /// hosts of the `Machine` kind share this machine's process table).
-    pub fn runs_on(&self, pid: i32, n: u32) -> bool {
+    /// The live processes (not zombies) running on host `n`, with their
+    /// arguments: hosts of the `Machine` kind share this machine's process
+    /// table, so a process is on host `n` when it is in its network
+    /// namespace.
+    pub fn processes_on(&self, n: u32) -> Vec<(i32, Vec<String>)> {
         use std::os::unix::fs::MetadataExt;
-        let host = std::fs::metadata(format!("/run/netns/fb{}h{n}", self.id));
-        let proc = std::fs::metadata(format!("/proc/{pid}/ns/net"));
-        matches!((host, proc), (Ok(h), Ok(p)) if h.ino() == p.ino() && h.dev() == p.dev())
+        let Ok(host) = std::fs::metadata(format!("/run/netns/fb{}h{n}", self.id)) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let in_host = std::fs::metadata(entry.path().join("ns/net"))
+                .is_ok_and(|p| p.ino() == host.ino() && p.dev() == host.dev());
+            let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            if !in_host || zombie {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args = cmdline
+                .strip_suffix(&[0])
+                .unwrap_or(&cmdline)
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            found.push((pid, args));
+        }
+        found
     }
 
     pub fn cut(&self, n: u32) {

@@ -73,34 +73,17 @@ pipeline:
 /// time no other process of the suite sleeps for (see [`forked_alive`]).
 const FORKS: &str = "setsid sleep 7031.1 </dev/null >/dev/null 2>&1 & (sleep 7031.2 </dev/null >/dev/null 2>&1 &); sleep 7031.3 </dev/null | cat >/dev/null & nohup sleep 7031.4 </dev/null >/dev/null 2>&1 &";
 
-/// The live processes [`FORKS`] left on the factories (the test hosts
-/// share this machine's process table): (pid, what it sleeps for).
+/// The live processes [`FORKS`] left on the factories: (pid, what it
+/// sleeps for).
 fn forked_alive(m: &Matrix) -> Vec<(i32, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        });
-        if args.len() >= 2
-            && args[0].ends_with("sleep")
-            && args[1].starts_with("7031.")
-            && !zombie
-            && (m.rc.bed.runs_on(pid, 2) || m.rc.bed.runs_on(pid, 3))
-        {
-            found.push((pid, args[1].clone()));
-        }
-    }
-    found
+    [2, 3]
+        .into_iter()
+        .flat_map(|n| m.rc.bed.processes_on(n))
+        .filter(|(_, args)| {
+            args.len() >= 2 && args[0].ends_with("sleep") && args[1].starts_with("7031.")
+        })
+        .map(|(pid, args)| (pid, args[1].clone()))
+        .collect()
 }
 
 struct Matrix {

@@ -5,9 +5,10 @@
 //! them before it runs the trials again. A trial that ends takes what it
 //! started with it.
 
+use crate::common::wait_for;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Each way of forking, as a trial's command. `hold NAME` records its pid
 /// under `$T/pids/` and sleeps; the last `hold` keeps the trial running.
@@ -24,14 +25,6 @@ const STYLES: &[(&str, &str)] = &[
         "nohup $T/hold nohup > /dev/null 2>&1 & $T/hold nohup-fg",
     ),
 ];
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// (name, pid) of every `hold` started so far.
 fn holds(dir: &Path) -> Vec<(String, i32)> {

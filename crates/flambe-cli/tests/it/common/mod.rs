@@ -83,3 +83,13 @@ pub fn essence(rows: &[serde_json::Value]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Wait for a condition that a running process brings about, polling it;
+/// a failure names what was waited for.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

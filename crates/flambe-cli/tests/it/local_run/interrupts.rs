@@ -2,15 +2,7 @@
 //! the same results) and run again: nothing finished runs twice.
 
 use super::*;
-
-/// Wait for a condition that a running process brings about.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::common::wait_for;
 
 fn done_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

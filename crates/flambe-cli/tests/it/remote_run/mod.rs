@@ -8,6 +8,7 @@ use crate::common;
 
 use crate::common::essence;
 use crate::common::ray_cluster::RayCluster;
+use crate::common::wait_for;
 
 use flambe_testbed::missing_prerequisite;
 use serde_json::Value;
@@ -200,9 +201,11 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
         body.contains("\"name\":\"remote\"") && body.contains("\"status\":\"finished\""),
         "{body}"
     );
-    wait_until("the site started on the orchestrator to end", || {
-        site_helpers(bed).is_empty()
-    });
+    wait_for(
+        "the site started on the orchestrator to end",
+        THIRTY_S,
+        || site_helpers(bed).is_empty(),
+    );
     // Killed outright, it leaves nothing behind either: neither the site
     // it started on the orchestrator nor the tunnel here.
     let (mut site, addr) = remote_site(dir.path(), cluster);
@@ -210,9 +213,11 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     assert_eq!(site_helpers(bed).len(), 1, "one site runs there");
     site.kill().unwrap(); // SIGKILL: no cleanup of its own
     site.wait().unwrap();
-    wait_until("the killed command's site and tunnel to end", || {
-        site_helpers(bed).is_empty() && std::net::TcpStream::connect(addr.as_str()).is_err()
-    });
+    wait_for(
+        "the killed command's site and tunnel to end",
+        THIRTY_S,
+        || site_helpers(bed).is_empty() && std::net::TcpStream::connect(addr.as_str()).is_err(),
+    );
 
     // A script runs on one factory with its resources uploaded, and its
     // output comes home. It checks a secret given as `!env` (against the
@@ -358,6 +363,9 @@ fn an_experiment_runs_on_the_cluster_like_it_runs_here() {
     );
 }
 
+/// How long the remote site gets to come up or to go.
+const THIRTY_S: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `flambe site remote --cluster CLUSTER`, and the address it serves here.
 fn remote_site(dir: &Path, cluster: &Path) -> (std::process::Child, String) {
     use std::io::BufRead;
@@ -384,43 +392,29 @@ fn remote_site(dir: &Path, cluster: &Path) -> (std::process::Child, String) {
 /// The experiment's summary from the site at `addr`, once it says finished.
 fn finished_experiment(addr: &str) -> String {
     let mut body = String::new();
-    wait_until("the remote site to show the finished experiment", || {
-        if let Some((_, bytes)) = common::try_get(addr, "/api/v1/experiment") {
-            body = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        body.contains("\"status\":\"finished\"")
-    });
+    wait_for(
+        "the remote site to show the finished experiment",
+        THIRTY_S,
+        || {
+            if let Some((_, bytes)) = common::try_get(addr, "/api/v1/experiment") {
+                body = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            body.contains("\"status\":\"finished\"")
+        },
+    );
     body
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// The `flambe site` processes running on the orchestrator (the test hosts
-/// share this machine's process table).
+/// The `flambe site` processes running on the orchestrator.
 fn site_helpers(bed: &flambe_testbed::Testbed) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_site = args.len() > 2
-            && args[0].ends_with(b"flambe")
-            && args[1] == b"site"
-            && args.iter().any(|a| *a == b"--site-port");
-        if is_site && bed.runs_on(pid, 1) {
-            found.push(pid);
-        }
-    }
-    found
+    bed.processes_on(1)
+        .into_iter()
+        .filter(|(_, args)| {
+            args.len() > 2
+                && args[0].ends_with("flambe")
+                && args[1] == "site"
+                && args.iter().any(|a| a == "--site-port")
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
