@@ -123,6 +123,14 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
         .trim()
         .to_string();
     say(&Message::Started { host });
+    // Leftovers of an earlier attempt of this trial on this node (its
+    // wrapper was killed outright, or its stop is still under way) go
+    // before anything is fetched: one still running could otherwise write
+    // its own checkpoint over the one fetched for this attempt (a PBT
+    // clone's donor checkpoint).
+    if let Some(m) = crate::marker_of(&spec.env) {
+        crate::kill_marked(&m);
+    }
     if let Some(sync) = &spec.sync {
         if let Some(dir) = spec.metrics.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -167,11 +175,6 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
 /// that outlives this process; returns its exit code and outcome message.
 async fn run_local_job(spec: JobSpec) -> (i32, Message) {
     let marker = crate::marker_of(&spec.env);
-    // Leftovers of an earlier attempt of this trial on this node (its
-    // wrapper was killed outright) go before the trial starts again.
-    if let Some(m) = &marker {
-        crate::kill_marked(m);
-    }
     let guard = marker.as_deref().and_then(Guard::start);
     let ended = relay_local_job(spec, marker).await;
     // Done with before the outcome is told: a retry of this trial on this
