@@ -23,6 +23,12 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // This binary is also what each local trial runs under (the job shim):
+    // that is decided before anything else, the command line included.
+    if let Some(code) = flambe_executor::run_job_shim_if_invoked() {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    flambe_executor::install_job_shim();
     let cli = cli::Cli::parse();
     logging::init(cli.verbose);
     let open_files = flambe_executor::raise_open_file_limit();

@@ -39,8 +39,8 @@ mod wrapper;
 
 pub use error::{MetricLineError, RayApiError};
 pub use local::{
-    LocalExecutor, MARKER_VAR, detect_cpus, detect_gpus, kill_marked, marker_of,
-    raise_open_file_limit,
+    LocalExecutor, MARKER_VAR, detect_cpus, detect_gpus, install_job_shim, kill_marked, marker_of,
+    raise_open_file_limit, run_job_shim_if_invoked,
 };
 pub use metrics::{MetricLine, parse_metric_line};
 pub use pyenv::{

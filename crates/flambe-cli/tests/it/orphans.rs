@@ -1,9 +1,9 @@
 //! Trials never outlive their driver, however their command forks: a
-//! pipeline, `cmd &`, `setsid`, a double fork, `nohup`. A SIGKILLed driver
-//! leaves processes behind (its trials' leaders die with it, the rest is
-//! re-parented), and the next run of the same command kills every one of
-//! them before it runs the trials again. A trial that ends takes what it
-//! started with it.
+//! pipeline, `cmd &`, `setsid`, a double fork, `nohup`. Each trial runs
+//! under a job shim (a child subreaper) that kills what the trial left
+//! when the trial ends, or when the driver dies. Where the shims die too
+//! (the whole tree SIGKILLed), the processes left behind are killed by the
+//! next run of the same command before it runs the trials again.
 
 use crate::common::wait_for;
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ fn setup(dir: &Path) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "!Experiment\nname: forks\nsave_path: ./runs\nenv:\n  T: {}\npipeline:\n  s: !Stage\n    run: |-\n      case {{style}} in\n{cases}      esac\n      [ -f $T/second ] && setsid sh -c 'sleep 1000' & \n      echo '{{\"step\": 1, \"ok\": 1}}' >> $FLAMBE_METRICS\n    params:\n      style: !g [{}]\n    metric: ok\n    mode: max\n",
+            "!Experiment\nname: forks\nsave_path: ./runs\nenv:\n  T: {}\npipeline:\n  s: !Stage\n    run: |-\n      case {{style}} in\n{cases}      esac\n      [ -f $T/second ] && setsid sh -c 'sleep 1000' & \n      if [ -f $T/second ]; then setsid env -i sh -c \"echo > $T/pids/bare-{{style}}.\\$\\$; exec sleep 1000\" & until ls $T/pids/bare-{{style}}.* > /dev/null 2>&1; do sleep 0.01; done; fi\n      echo '{{\"step\": 1, \"ok\": 1}}' >> $FLAMBE_METRICS\n    params:\n      style: !g [{}]\n    metric: ok\n    mode: max\n",
             dir.display(),
             styles.join(", ")
         ),
@@ -83,29 +83,78 @@ fn setup(dir: &Path) -> PathBuf {
     config
 }
 
-#[test]
-fn a_killed_drivers_trials_are_killed_by_the_rerun_however_they_forked() {
-    let dir = tempfile::tempdir().unwrap();
-    let scratch = dir.path().to_path_buf();
-    let config = setup(&scratch);
-    let bin = assert_cmd::cargo::cargo_bin("flambe");
-    let mut driver = std::process::Command::new(&bin)
-        .arg(&config)
+/// The driver, running the trials of `config` until every one of them has
+/// its two `hold`s.
+fn driver_with_every_trial_holding(config: &Path, pids: &Path) -> std::process::Child {
+    let driver = std::process::Command::new(assert_cmd::cargo::cargo_bin("flambe"))
+        .arg(config)
         .args(["--cpus", "8", "--no-site"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pids = scratch.join("pids");
-    // Two `hold`s per style.
     wait_for("every trial's processes", Duration::from_secs(60), || {
-        holds(&pids).len() >= 2 * STYLES.len()
+        holds(pids).len() >= 2 * STYLES.len()
     });
+    driver
+}
+
+/// The job shims (`flambe __flambe-job …`) running trials of this test.
+fn shims(scratch: &Path) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).nth(1) == Some(b"__flambe-job") && alive(pid, scratch) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_killed_drivers_trials_die_with_it_however_they_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_path_buf();
+    let config = setup(&scratch);
+    let pids = scratch.join("pids");
+    let mut driver = driver_with_every_trial_holding(&config, &pids);
+    let started = holds(&pids);
+    assert!(!shims(&scratch).is_empty(), "no job shim found");
     driver.kill().unwrap(); // SIGKILL: no cleanup of its own
     driver.wait().unwrap();
+    // Each trial's shim hears of it (its parent-death signal) and kills
+    // what its trial forked, with no rerun.
+    wait_for(
+        "the killed driver's trials to go",
+        Duration::from_secs(15),
+        || started.iter().all(|(_, p)| !alive(*p, &scratch)),
+    );
+    assert_eq!(shims(&scratch), Vec::<i32>::new());
+}
+
+#[test]
+fn a_killed_process_trees_trials_are_killed_by_the_rerun_however_they_forked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_path_buf();
+    let config = setup(&scratch);
+    let bin = assert_cmd::cargo::cargo_bin("flambe");
+    let pids = scratch.join("pids");
+    let mut driver = driver_with_every_trial_holding(&config, &pids);
+    // The driver and its shims die at once (the OOM killer, `kill -9` of
+    // the tree): the driver is stopped first so it cannot see its shims go.
+    let kill = |pid: i32, sig: i32| unsafe { libc::kill(pid, sig) };
+    kill(driver.id() as i32, libc::SIGSTOP);
+    for shim in shims(&scratch) {
+        kill(shim, libc::SIGKILL);
+    }
+    driver.kill().unwrap();
+    driver.wait().unwrap();
     let first = holds(&pids);
-    // The trials' leaders (bash) die with the driver; what they forked does
-    // not. (Were nothing left, this test would prove nothing.)
+    // The trials' leaders (bash) die with their shims; what they forked
+    // does not. (Were nothing left, this test would prove nothing.)
     let survivors: Vec<&(String, i32)> =
         first.iter().filter(|(_, p)| alive(*p, &scratch)).collect();
     assert!(
@@ -129,8 +178,9 @@ fn a_killed_drivers_trials_are_killed_by_the_rerun_however_they_forked() {
         left.is_empty(),
         "left running after the rerun: {left:?} (of {survivors:?})"
     );
-    // The rerun's trials each left a `setsid sleep` behind as they ended:
-    // it went with them.
+    // The rerun's trials each left a `setsid sleep` behind as they ended,
+    // and one that drops its whole environment (`env -i`, so no marker):
+    // they went with them.
     let mut strays = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>()
@@ -140,6 +190,24 @@ fn a_killed_drivers_trials_are_killed_by_the_rerun_however_they_forked() {
         }
     }
     assert!(strays.is_empty(), "processes of the rerun left: {strays:?}");
+    let bare: Vec<String> = std::fs::read_dir(&pids)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("bare-"))
+        .collect();
+    assert_eq!(bare.len(), STYLES.len(), "{bare:?}");
+    for name in bare {
+        let pid: i32 = name.rsplit_once('.').unwrap().1.parse().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty()
+                || stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('Z')),
+            "the `env -i` process {pid} of a rerun trial is left: {stat}"
+        );
+    }
     let results = std::fs::read_to_string(scratch.join("runs/forks/results.csv")).unwrap();
     assert_eq!(
         results.matches(",succeeded,").count(),

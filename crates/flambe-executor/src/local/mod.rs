@@ -1,18 +1,22 @@
 //! Jobs as child processes of this one.
 //!
-//! Each job runs `bash -c COMMAND` in its own process group, with stdout and
-//! stderr appended to its files; its leader dies with this process
-//! (PDEATHSIG). Everything the job starts carries its `FLAMBE_OUT` in its
-//! environment, however it forks, so what outlives the leader (a pipeline's
-//! other members, `cmd &`, `setsid`) is found and killed when the job ends,
-//! and by the next driver when this one was killed. The metrics file is read
+//! Each job runs `bash -c COMMAND` under the job shim (`shim`: this same
+//! binary, a child subreaper) in its own process group, with stdout and
+//! stderr appended to its files. Whatever the job forks stays below its
+//! shim, which kills it all when bash ends or the driver dies. Everything
+//! the job starts also carries its `FLAMBE_OUT` in its environment, however
+//! it forks: where the shim itself was killed (or is not installed), what
+//! outlived the leader is found by that and killed when the job ends, and
+//! by the next driver when this one was killed. The metrics file is read
 //! while the job runs, every 100 ms. GPUs are handed out by index through
 //! `CUDA_VISIBLE_DEVICES`; a job without GPUs gets an empty one (no GPU).
 
 mod output;
 mod processes;
+mod shim;
 
 pub use processes::{MARKER_VAR, kill_marked, marker_of};
+pub use shim::{install as install_job_shim, run_if_invoked as run_job_shim_if_invoked};
 
 use crate::{Executor, JobEvent, JobSpec, Outcome};
 use output::{MetricsTail, copy_lines};
@@ -23,7 +27,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::fs::File;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{Notify, mpsc};
 
 /// How often a running job's metrics file is read.
@@ -191,15 +195,30 @@ async fn run_job(
     let id = spec.id.clone();
     let outcome = match spawn(&spec, gpus.as_deref()).await {
         Err(e) => Outcome::SpawnFailed(e.to_string()),
-        Ok(child) => supervise(spec, child, gpus.unwrap_or_default(), cancel, &events).await,
+        Ok((child, shimmed)) => {
+            let job = Supervised {
+                child,
+                shimmed,
+                gpus: gpus.unwrap_or_default(),
+            };
+            supervise(spec, job, cancel, &events).await
+        }
     };
     let _ = events.send(JobEvent::Finished { id, outcome });
 }
 
-async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<Child> {
+/// A started job's leader (the shim, or bash), whether it is the shim,
+/// and the GPUs it was given.
+struct Supervised {
+    child: Child,
+    shimmed: bool,
+    gpus: Vec<u32>,
+}
+
+async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<(Child, bool)> {
     tokio::fs::create_dir_all(&spec.cwd).await?;
     File::create(&spec.metrics).await?;
-    let mut cmd = Command::new("bash");
+    let (mut cmd, shimmed) = shim::job_command(&spec.command);
     if let Some(gpus) = gpus {
         let devices: Vec<String> = gpus.iter().map(u32::to_string).collect();
         cmd.env("CUDA_VISIBLE_DEVICES", devices.join(","));
@@ -208,9 +227,7 @@ async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<Child> {
         let path = std::env::var("PATH").unwrap_or_default();
         cmd.env("PATH", format!("{}:{path}", prefix.display()));
     }
-    cmd.arg("-c")
-        .arg(&spec.command)
-        .current_dir(&spec.cwd)
+    cmd.current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -225,16 +242,20 @@ async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn()
+    Ok((cmd.spawn()?, shimmed))
 }
 
 async fn supervise(
     spec: JobSpec,
-    mut child: Child,
-    gpus: Vec<u32>,
+    job: Supervised,
     cancel: Arc<Notify>,
     events: &mpsc::UnboundedSender<JobEvent>,
 ) -> Outcome {
+    let Supervised {
+        mut child,
+        shimmed,
+        gpus,
+    } = job;
     let id = spec.id.clone();
     let pid = child.id().unwrap_or(0);
     let _ = events.send(JobEvent::Started {
@@ -261,34 +282,43 @@ async fn supervise(
     let mut tail = MetricsTail::new(&spec);
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = tokio::time::interval(METRICS_POLL);
+    // How the leader ended, where it was seen to end by itself.
+    let mut ended: Option<std::process::ExitStatus> = None;
     let outcome = loop {
         tokio::select! {
             status = child.wait() => {
                 break match status {
-                    Ok(s) => match (s.code(), s.signal()) {
-                        (Some(code), _) => Outcome::Exited(code),
-                        (None, Some(sig)) => Outcome::Signaled(sig),
-                        _ => Outcome::Exited(-1),
-                    },
+                    Ok(s) => {
+                        ended = Some(s);
+                        match (s.code(), s.signal()) {
+                            (Some(code), _) => Outcome::Exited(code),
+                            (None, Some(sig)) => Outcome::Signaled(sig),
+                            _ => Outcome::Exited(-1),
+                        }
+                    }
                     Err(e) => Outcome::SpawnFailed(e.to_string()),
                 };
             }
             _ = poll.tick() => tail.read(events).await,
             _ = cancel.notified() => {
-                stop_group(&mut child, pid).await;
+                ended = stop_group(&mut child, pid).await;
                 break Outcome::Cancelled;
             }
             _ = sleep_until(deadline) => {
-                stop_group(&mut child, pid).await;
+                ended = stop_group(&mut child, pid).await;
                 break Outcome::TimedOut;
             }
         }
     };
-    // Whatever the command left running goes with it: its group, and what
+    // Whatever the command left running goes with it. A shim that ended
+    // by itself took all of it along; otherwise its group goes, and what
     // left the group (`setsid`, double forks) by the variable they inherit.
-    signal_group(pid, libc::SIGKILL);
-    if let Some(marker) = marker_of(&spec.env) {
-        let _ = tokio::task::spawn_blocking(move || kill_marked(&marker)).await;
+    let swept = shimmed && ended.is_some_and(|s| s.signal() != Some(libc::SIGKILL));
+    if !swept {
+        signal_group(pid, libc::SIGKILL);
+        if let Some(marker) = marker_of(&spec.env) {
+            let _ = tokio::task::spawn_blocking(move || kill_marked(&marker)).await;
+        }
     }
     for copier in copiers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;

@@ -81,13 +81,16 @@ pub(super) fn signal_group(pid: u32, signal: i32) {
     }
 }
 
-pub(super) async fn stop_group(child: &mut Child, pid: u32) {
+/// SIGTERM to the job's group, SIGKILL after the grace period; returns how
+/// the leader ended, if it ended within the grace period.
+pub(super) async fn stop_group(child: &mut Child, pid: u32) -> Option<std::process::ExitStatus> {
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
+    match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait().await;
+            None
+        }
     }
 }
