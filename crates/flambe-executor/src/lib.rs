@@ -79,6 +79,12 @@ pub trait Executor: Send {
     /// `FLAMBE_OUT` each had (`outs`), and return once they are gone: a
     /// rerun never runs a trial beside its own leftover.
     fn stop_leftovers<'a>(&'a self, outs: &'a [PathBuf]) -> BoxFuture<'a, ()>;
+    /// Whether jobs run elsewhere and send their folder back when they end
+    /// (so that a late copy from an older attempt must be refused by the
+    /// folder's attempt file, [`ATTEMPT_FILE`]).
+    fn sends_results_back(&self) -> bool {
+        false
+    }
 }
 
 /// A boxed future, so that [`Executor`] stays object-safe.

@@ -154,6 +154,10 @@ impl Executor for RayExecutor {
         self.running.len()
     }
 
+    fn sends_results_back(&self) -> bool {
+        true
+    }
+
     fn host(&self) -> &str {
         "ray"
     }

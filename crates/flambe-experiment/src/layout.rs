@@ -141,6 +141,10 @@ impl TrialDir {
     pub fn attempt(&self) -> PathBuf {
         self.0.join(flambe_executor::ATTEMPT_FILE)
     }
+    /// From now on the folder takes the results of attempt `attempt` only.
+    pub fn write_attempt(&self, attempt: u32) -> std::io::Result<()> {
+        std::fs::write(self.attempt(), attempt.to_string())
+    }
     /// Its stdout, appended per attempt.
     pub fn stdout(&self) -> PathBuf {
         self.0.join("stdout.log")

@@ -116,15 +116,36 @@ impl EventWriter {
 
 /// Writes each trial's metrics to event files in its folder: one file per
 /// attempt (a retry replaces the failed attempt's file, as its metrics are
-/// replaced in the results).
+/// replaced in the results), made when the attempt reports its first
+/// values: a trial that reports nothing costs no file.
 #[derive(Default)]
 pub struct TensorBoardObserver {
-    writers: HashMap<String, EventWriter>,
+    writers: HashMap<String, Events>,
     /// Problems writing, reported once per trial by whoever shows them.
     pub warnings: Vec<String>,
 }
 
+/// A running attempt's event file, once it has one.
+enum Events {
+    /// Not made yet: the trial's folder.
+    Due(std::path::PathBuf),
+    Open(EventWriter),
+}
+
 impl TensorBoardObserver {
+    fn write(&mut self, id: &str, step: i64, values: &[(String, f64)]) -> io::Result<()> {
+        let Some(events) = self.writers.get_mut(id) else {
+            return Ok(());
+        };
+        if let Events::Due(dir) = events {
+            *events = Events::Open(EventWriter::create(dir)?);
+        }
+        match events {
+            Events::Open(w) => w.scalars(step, values).and_then(|()| w.flush()),
+            Events::Due(_) => Ok(()),
+        }
+    }
+
     fn warn(&mut self, id: &str, err: io::Error) {
         self.writers.remove(id);
         self.warnings.push(format!(
@@ -138,24 +159,18 @@ impl Observer for TensorBoardObserver {
         match event {
             EngineEvent::TrialStarted { id, dir, .. } => {
                 remove_event_files(dir);
-                match EventWriter::create(dir) {
-                    Ok(w) => {
-                        self.writers.insert(id.to_string(), w);
-                    }
-                    Err(e) => self.warn(id, e),
-                }
+                self.writers
+                    .insert(id.to_string(), Events::Due(dir.to_path_buf()));
             }
             EngineEvent::Metrics {
                 id, step, values, ..
             } => {
-                if let Some(w) = self.writers.get_mut(id)
-                    && let Err(e) = w.scalars(step, values).and_then(|()| w.flush())
-                {
+                if let Err(e) = self.write(id, step, values) {
                     self.warn(id, e);
                 }
             }
             EngineEvent::TrialFinished { id, .. } => {
-                if let Some(mut w) = self.writers.remove(id) {
+                if let Some(Events::Open(mut w)) = self.writers.remove(id) {
                     let _ = w.flush();
                 }
             }

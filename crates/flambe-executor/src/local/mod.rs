@@ -234,13 +234,15 @@ async fn spawn(spec: &JobSpec, gpus: Option<&[u32]>) -> std::io::Result<(Child, 
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
-    // child when this process dies, so a killed driver leaves no orphans.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+    if !shimmed {
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
+        // kill the child when this process dies (the shim arms its own).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
     }
     Ok((cmd.spawn()?, shimmed))
 }

@@ -1,4 +1,4 @@
-//! The job shim: `flambe __flambe-job COMMAND`, this same binary started
+//! The job shim: `flambe __flambe-job DRIVER_PID COMMAND`, this same binary started
 //! between the driver and a job's `bash -c COMMAND`. It is a child
 //! subreaper (`PR_SET_CHILD_SUBREAPER`), so whatever the job forks, however
 //! it forks (pipelines, `cmd &`, `setsid`, double forks, `env -i`), stays
@@ -37,8 +37,16 @@ pub(super) fn job_command(command: &str) -> (tokio::process::Command, bool) {
     if INSTALLED.load(Ordering::Relaxed) {
         // /proc/self/exe, read in the child: this very binary, even if the
         // file was replaced (an upgrade, a rebuild) since the driver started.
+        // No code runs between fork and exec (the shim arms its own
+        // parent-death signal, checking the driver's pid), so the standard
+        // library spawns it with posix_spawn: no copy of the driver's
+        // page tables per trial.
         let mut std_cmd = std::process::Command::new("/proc/self/exe");
-        std_cmd.arg0("flambe").arg(SHIM_ARG).arg(command);
+        std_cmd
+            .arg0("flambe")
+            .arg(SHIM_ARG)
+            .arg(std::process::id().to_string())
+            .arg(command);
         (tokio::process::Command::from(std_cmd), true)
     } else {
         let mut cmd = tokio::process::Command::new("bash");
@@ -55,8 +63,12 @@ pub fn run_if_invoked() -> Option<i32> {
     if args.next()? != SHIM_ARG {
         return None;
     }
+    let driver = args
+        .next()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or(0);
     let command = args.next().unwrap_or_default();
-    Some(run(command))
+    Some(run(driver, command))
 }
 
 /// Signals the shim waits for rather than being killed by.
@@ -72,29 +84,31 @@ fn waited_signals() -> libc::sigset_t {
     }
 }
 
-fn run(command: OsString) -> i32 {
+fn run(driver: libc::pid_t, command: OsString) -> i32 {
     let set = waited_signals();
     // SAFETY: plain syscalls on this single-threaded process's own state.
-    let (driver, old_mask) = unsafe {
-        let driver = libc::getppid();
+    unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-        (driver, old)
-    };
-    // The driver died before the parent-death signal was armed.
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    // The driver died before the parent-death signal was armed (or this
+    // was not started by a driver at all).
     if parent() != driver {
         return 128 + libc::SIGTERM;
     }
+    // Bash must not inherit the shim's blocked signals (posix_spawn as the
+    // standard library uses it on musl keeps them: a trial deaf to the
+    // driver's SIGTERM was the result). A shim killed outright leaves bash
+    // to the driver's marker sweep.
     let mut bash = std::process::Command::new("bash");
     bash.arg("-c").arg(&command);
-    // SAFETY: sigprocmask and prctl are async-signal-safe. The job gets
-    // the signal mask the shim was started with, and dies with the shim.
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
     unsafe {
-        bash.pre_exec(move || {
-            libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        bash.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             Ok(())
         });
     }

@@ -11,6 +11,22 @@ use flambe_executor::{JobSpec, MARKER_VAR};
 use std::path::Path;
 
 impl Engine<'_> {
+    /// Trial `id`'s folder takes the results of attempt `attempt` only,
+    /// where results come back from elsewhere (see
+    /// [`flambe_executor::Executor::sends_results_back`]).
+    pub(super) fn guard_attempt(&self, id: &str, attempt: u32) -> Result<()> {
+        if !self.executor.sends_results_back() {
+            return Ok(());
+        }
+        self.dir
+            .trial(id)
+            .write_attempt(attempt)
+            .map_err(|source| EngineError::Io {
+                what: format!("cannot write the attempt of {id}"),
+                source,
+            })
+    }
+
     pub(super) fn launch(&mut self, stage_index: usize, trial: Trial) -> Result<()> {
         let stage = &self.exp.pipeline[stage_index];
         let host = self.executor.host().to_string();
@@ -36,8 +52,7 @@ impl Engine<'_> {
             .map_err(io(format!("cannot write params of {}", trial.id)))?;
         // The attempt whose results the folder takes: a factory that was cut
         // off and comes back late with an older attempt's results is refused.
-        std::fs::write(dir.attempt(), attempt.to_string())
-            .map_err(io(format!("cannot write the attempt of {}", trial.id)))?;
+        self.guard_attempt(&trial.id, attempt)?;
         let command = match self.render(stage, &trial, &out) {
             Ok(c) => c,
             Err(why) => {

@@ -445,13 +445,7 @@ impl Engine<'_> {
             if !matches!(outcome, Outcome::Exited(0)) {
                 return self.continue_exploited(rt, pending);
             }
-            let dir = self.dir.trial(id);
-            std::fs::write(dir.attempt(), rt.attempt.to_string()).map_err(|source| {
-                EngineError::Io {
-                    what: format!("cannot write the attempt of {id}"),
-                    source,
-                }
-            })?;
+            self.guard_attempt(id, rt.attempt)?;
         }
 
         let stage = &self.exp.pipeline[rt.stage];

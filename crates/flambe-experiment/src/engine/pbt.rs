@@ -39,11 +39,7 @@ impl Engine<'_> {
         step: i64,
         exploit: Exploit,
     ) -> Result<PendingExploit> {
-        let guard = self.dir.trial(id).attempt();
-        std::fs::write(&guard, (attempt + 1).to_string()).map_err(|source| EngineError::Io {
-            what: format!("cannot write the attempt of {id}"),
-            source,
-        })?;
+        self.guard_attempt(id, attempt + 1)?;
         let staged = self.dir.trial(id).donor_checkpoint();
         copy_into(&self.dir.trial(&exploit.donor).checkpoint(), &staged).map_err(|source| {
             EngineError::Io {
@@ -77,8 +73,7 @@ impl Engine<'_> {
         let io = |what: String| move |source| EngineError::Io { what, source };
         // First the attempt guard: from now on a late copy of the stopped
         // attempt's checkpoint (a factory's mirror) is refused.
-        std::fs::write(dir.attempt(), next.to_string())
-            .map_err(io(format!("cannot write the attempt of {id}")))?;
+        self.guard_attempt(&id, next)?;
         swap_in(&dir).map_err(io(format!(
             "cannot put the checkpoint of {} in place for {id}",
             exploit.donor

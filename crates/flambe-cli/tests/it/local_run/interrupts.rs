@@ -74,7 +74,7 @@ fn sigkill_of_the_driver_then_rerun_completes_with_finished_trials_run_once() {
 fn ctrl_c_stops_the_children_and_says_how_to_resume() {
     let exp = Exp::new(
         "interrupted",
-        "pipeline:\n  s: !Stage\n    run: |-\n      echo $$ > $T/pid-{trial}; echo started >> $T/started; sleep 60\n    params:\n      i: !g [1, 2]\n",
+        "pipeline:\n  s: !Stage\n    run: |-\n      trap 'echo {trial} >> $T/terminated; exit 143' TERM\n      echo $$ > $T/pid-{trial}; echo started >> $T/started; sleep 60 & wait\n    params:\n      i: !g [1, 2]\n",
     );
     let bin = assert_cmd::cargo::cargo_bin("flambe");
     let child = std::process::Command::new(bin)
@@ -114,6 +114,14 @@ fn ctrl_c_stops_the_children_and_says_how_to_resume() {
                 .is_some_and(|s| !s.trim_start().starts_with('Z'));
         assert!(!alive, "trial {id} (pid {pid}) still runs after Ctrl-C");
     }
+    // Each was told first (SIGTERM, its chance to save), not just killed.
+    let mut told: Vec<String> = std::fs::read_to_string(exp.path("terminated"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    told.sort();
+    assert_eq!(told, ["s-000", "s-001"]);
 }
 
 #[test]
