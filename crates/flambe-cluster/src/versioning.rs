@@ -2,9 +2,14 @@
 //! here, same build, dirty developer builds included. Binaries are kept on
 //! hosts as `~/.flambe/bin/flambe-<sha256>` with `~/.flambe/bin/flambe`
 //! pointing at the current one, so a host that has the build already is not
-//! sent it again, and two builds never overwrite each other.
+//! sent it again, and two builds never overwrite each other. A build is
+//! checked whole (its sha256 there) when it arrives, and only then takes its
+//! name; after that the name is trusted, as cargo and uv trust their
+//! content-addressed caches, and a host that has the build costs one round
+//! trip (its platform, the build's `--version`, the link) rather than a
+//! hash of the whole file each time.
 
-use crate::host::{Host, HostError};
+use crate::host::{Host, HostError, shell_quote};
 use crate::remote_home::RemoteHome;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -44,67 +49,99 @@ pub enum Shipped {
     Sent,
 }
 
-/// Make sure `host` runs this build; refuse a host it cannot run on.
+/// What one look at a host found: its platform, and whether this build is
+/// there and answers `--version` as it does here (then it is the current
+/// build there already).
+struct Found {
+    os: String,
+    arch: String,
+    current: bool,
+}
+
+/// The marker line after which the host's answer is the build's own.
+const CURRENT: &str = "flambe-build-current";
+
+/// One round trip: the host's platform and, where this build is there
+/// already (its file is named by its sha256, and was checked whole when
+/// it arrived), whether it runs as it does here; if so it is made the
+/// current build at once.
+async fn look(host: &Host, hash: &str, version: &str) -> Result<Found, HostError> {
+    let remote = RemoteHome::relative();
+    let versioned = remote.flambe_build(hash);
+    let command = format!(
+        "uname -sm; if test -x {versioned} && [ \"$({versioned} --version 2>/dev/null)\" = {expected} ]; then \
+         ln -sfn flambe-{hash} {link} && echo {CURRENT}; fi",
+        expected = shell_quote(version.trim_end_matches('\n')),
+        link = remote.flambe(),
+    );
+    let out = host.check(&command).await?;
+    let mut lines = out.lines();
+    let mut parts = lines.next().unwrap_or("").split_whitespace();
+    Ok(Found {
+        os: parts.next().unwrap_or("").to_lowercase(),
+        arch: parts.next().unwrap_or("").to_string(),
+        current: lines.any(|l| l.trim() == CURRENT),
+    })
+}
+
+/// Make sure `host` runs this build; refuse a host it cannot run on. A host
+/// that has it already costs one round trip.
 pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
     let (exe, hash) = local_binary().map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the local flambe binary: {e}"),
     })?;
-    let uname = host.check("uname -sm").await?;
-    let mut parts = uname.split_whitespace();
-    let (os, arch) = (
-        parts.next().unwrap_or("").to_lowercase(),
-        parts.next().unwrap_or("").to_string(),
-    );
+    let (code, version) = local_version(&exe);
+    let found = look(host, &hash, &version).await?;
     let (local_os, local_arch) = local_platform();
-    if os != local_os || arch != local_arch {
+    if found.os != local_os || found.arch != local_arch {
         return Err(HostError::Unmet {
             host: host.name().to_string(),
             detail: format!(
-                "runs {os} {arch}, but this flambe is a {local_os} {local_arch} build and cannot run there"
+                "runs {} {}, but this flambe is a {local_os} {local_arch} build and cannot run there",
+                found.os, found.arch
             ),
-            hint: format!("run flambe from a {os} {arch} machine, or use hosts of this platform"),
+            hint: format!(
+                "run flambe from a {} {} machine, or use hosts of this platform",
+                found.os, found.arch
+            ),
         });
+    }
+    if found.current && code == Some(0) {
+        return Ok(Shipped::AlreadyThere);
     }
     let remote = RemoteHome::relative();
     let versioned = remote.flambe_build(&hash);
-    let check = format!("test -x {versioned} && sha256sum {versioned} | cut -d' ' -f1");
-    let present = host.run(&check).await?;
-    let shipped = if present.code == Some(0) && present.stdout.trim() == hash {
-        Shipped::AlreadyThere
-    } else {
-        // Through the command's stdin: a bare host needs no rsync for this.
-        let bytes = std::fs::read(&exe).map_err(|e| HostError::Other {
+    // Through the command's stdin: a bare host needs no rsync for this.
+    let bytes = std::fs::read(&exe).map_err(|e| HostError::Other {
+        host: host.name().to_string(),
+        detail: format!("cannot read the local flambe binary {}: {e}", exe.display()),
+    })?;
+    let got = host
+        .check_output_of(
+            &format!(
+                "mkdir -p {bin} && cat > {versioned}.part && chmod 755 {versioned}.part && \
+                 sha256sum {versioned}.part | cut -d' ' -f1",
+                bin = remote.bin()
+            ),
+            Some(&bytes),
+        )
+        .await?;
+    if got.trim() != hash {
+        return Err(HostError::Other {
             host: host.name().to_string(),
-            detail: format!("cannot read the local flambe binary {}: {e}", exe.display()),
-        })?;
-        let got = host
-            .check_output_of(
-                &format!(
-                    "mkdir -p {bin} && cat > {versioned}.part && chmod 755 {versioned}.part && \
-                     sha256sum {versioned}.part | cut -d' ' -f1",
-                    bin = remote.bin()
-                ),
-                Some(&bytes),
-            )
-            .await?;
-        if got.trim() != hash {
-            return Err(HostError::Other {
-                host: host.name().to_string(),
-                detail: format!(
-                    "the binary arrived with sha256 {}, expected {hash}",
-                    got.trim()
-                ),
-            });
-        }
-        host.check(&format!("mv {versioned}.part {versioned}"))
-            .await?;
-        Shipped::Sent
-    };
+            detail: format!(
+                "the binary arrived with sha256 {}, expected {hash}",
+                got.trim()
+            ),
+        });
+    }
+    host.check(&format!("mv {versioned}.part {versioned}"))
+        .await?;
     runs_there(host, &exe, &versioned).await?;
     host.check(&format!("ln -sfn flambe-{hash} {}", remote.flambe()))
         .await?;
-    Ok(shipped)
+    Ok(Shipped::Sent)
 }
 
 /// What `flambe --version` does here: the shipped copy must do the same on a
