@@ -95,7 +95,7 @@ if commands:
         for secs, what in runs:
             slowest[what[:60]] += secs / len(per_host)
     print("warm: seconds per host by command (mean):")
-    for what, secs in sorted(slowest.items(), key=lambda x: -x[1])[:6]:
+    for what, secs in sorted(slowest.items(), key=lambda x: -x[1])[:12]:
         print(f"  {secs:6.2f}  {what}")
 PY
   bash scripts/testbed.sh down "$id" >/dev/null 2>&1 || true

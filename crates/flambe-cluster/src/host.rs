@@ -357,6 +357,42 @@ impl Host {
             .map(|_| ())
     }
 
+    /// Write several files readable by the remote user only (0600), in
+    /// one round trip: the folder `dir` is made (0700) and each file's
+    /// contents come in turn on the command's stdin (never on a command
+    /// line), each of exactly its length, and each file is renamed into
+    /// place once whole.
+    pub async fn write_private_files(
+        &self,
+        dir: &str,
+        files: &[(String, &[u8])],
+    ) -> Result<(), HostError> {
+        let mut command = format!(
+            "umask 077 && mkdir -p {d} && chmod 700 {d}",
+            d = shell_quote(dir)
+        );
+        let mut input = Vec::new();
+        for (path, contents) in files {
+            let quoted = shell_quote(path);
+            // dd one byte at a time never reads past its own file's end.
+            command.push_str(&format!(
+                " && dd bs=1 count={} of={quoted}.tmp 2>/dev/null && chmod 600 {quoted}.tmp",
+                contents.len()
+            ));
+            input.extend_from_slice(contents);
+        }
+        for (path, contents) in files {
+            let quoted = shell_quote(path);
+            command.push_str(&format!(
+                " && [ \"$(wc -c < {quoted}.tmp)\" -eq {} ] && mv {quoted}.tmp {quoted}",
+                contents.len()
+            ));
+        }
+        self.check_output_of(&command, Some(&input))
+            .await
+            .map(|_| ())
+    }
+
     /// [`check`](Self::check) with `input` on the command's stdin.
     pub async fn check_output_of(
         &self,

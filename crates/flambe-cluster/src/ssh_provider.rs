@@ -242,18 +242,17 @@ async fn setup_host(
     cfg: &SshCluster,
     public_key: &str,
 ) -> Result<HostReport, HostError> {
+    // The cluster's key, then the host's facts, in one round trip.
     let key = shell_quote(public_key);
-    host.check(&format!(
-        "umask 077; mkdir -p .ssh && touch .ssh/authorized_keys && chmod 700 .ssh && chmod 600 .ssh/authorized_keys && \
-         (grep -qxF {key} .ssh/authorized_keys || echo {key} >> .ssh/authorized_keys)"
-    ))
-    .await?;
+    let facts = host
+        .check(&format!(
+            "umask 077; mkdir -p .ssh && touch .ssh/authorized_keys && chmod 700 .ssh && chmod 600 .ssh/authorized_keys && \
+             (grep -qxF {key} .ssh/authorized_keys || echo {key} >> .ssh/authorized_keys) && \
+             nproc && ((nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true) && uname -sm"
+        ))
+        .await?;
     state.key_installed = true;
     state.key_removed = false;
-
-    let facts = host
-        .check("nproc; (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true; uname -sm")
-        .await?;
     let lines: Vec<&str> = facts.lines().collect();
     let shipped = ship_binary(host).await?;
     state.binary = crate::versioning::local_binary().ok().map(|(_, h)| h);
@@ -351,25 +350,22 @@ async fn equip_host(
     host: &Host,
     known_hosts: &str,
     config: &str,
-) -> Result<String, HostError> {
+) -> Result<(), HostError> {
     let remote = RemoteHome::relative();
-    host.check(&format!("umask 077; mkdir -p {}", remote.cluster()))
-        .await?;
-    // All three through stdin (0600), never on a command line; a bare host
-    // needs no rsync for them.
+    // All three through stdin (0600), never on a command line, in one round
+    // trip; a bare host needs no rsync for them.
     let key = std::fs::read(files.key()).map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the cluster key {}: {e}", files.key().display()),
     })?;
-    host.write_private(&remote.cluster_key(), &key).await?;
-    host.write_private(&remote.known_hosts(), known_hosts.as_bytes())
-        .await?;
-    host.write_private(&remote.ssh_config(), config.as_bytes())
-        .await?;
-    host.check(&format!(
-        "chmod 700 {dir} && chmod 600 {dir}/*",
-        dir = remote.cluster()
-    ))
+    host.write_private_files(
+        &remote.cluster(),
+        &[
+            (remote.cluster_key(), key.as_slice()),
+            (remote.known_hosts(), known_hosts.as_bytes()),
+            (remote.ssh_config(), config.as_bytes()),
+        ],
+    )
     .await
 }
 
