@@ -301,7 +301,9 @@ async fn supervise(
                     Err(e) => Outcome::SpawnFailed(e.to_string()),
                 };
             }
-            _ = poll.tick() => tail.read(events).await,
+            _ = poll.tick() => {
+                tail.read(events);
+            }
             _ = cancel.notified() => {
                 ended = stop_group(&mut child, pid).await;
                 break Outcome::Cancelled;
@@ -325,7 +327,6 @@ async fn supervise(
     for copier in copiers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
     }
-    tail.read(events).await;
     tail.finish(events);
     outcome
 }
@@ -388,13 +389,13 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut tail = MetricsTail::new(&spec);
         std::fs::write(&spec.metrics, &line[..split]).unwrap();
-        tail.read(&tx).await;
+        tail.read(&tx);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&spec.metrics)
             .unwrap();
         std::io::Write::write_all(&mut f, &line[split..]).unwrap();
-        tail.read(&tx).await;
+        tail.read(&tx);
         tail.finish(&tx);
         drop(tx);
         let mut names = Vec::new();

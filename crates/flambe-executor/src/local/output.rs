@@ -4,10 +4,8 @@
 use crate::JobEvent;
 use crate::JobSpec;
 use crate::metrics::parse_metric_line;
-use std::io::SeekFrom;
-use std::path::Path;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::fs::OpenOptions;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 pub(super) async fn copy_lines(
@@ -45,10 +43,14 @@ pub(super) async fn copy_lines(
     }
 }
 
-/// Reads the lines a job appends to its metrics file, as they come.
+/// Reads the lines a job appends to its metrics file, as they come. The
+/// file is held open once it exists: a poll is one `fstat` of it (no path
+/// to walk), and a read of what it gained, both in place (a local file,
+/// microseconds). The file is the job's to append to, as the format says.
 pub(super) struct MetricsTail {
     id: String,
     path: std::path::PathBuf,
+    file: Option<std::fs::File>,
     offset: u64,
     partial: Vec<u8>,
     line: usize,
@@ -59,28 +61,40 @@ impl MetricsTail {
         MetricsTail {
             id: spec.id.clone(),
             path: spec.metrics.clone(),
+            file: None,
             offset: 0,
             partial: Vec::new(),
             line: 0,
         }
     }
 
-    pub(super) async fn read(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
-        let Some(chunk) = read_from(&self.path, self.offset).await else {
-            return;
+    /// Emit the lines the file gained since the last read; returns whether
+    /// it had gained anything.
+    pub(super) fn read(&mut self, events: &mpsc::UnboundedSender<JobEvent>) -> bool {
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
+        let Some(chunk) = self.file.as_ref().and_then(|f| read_from(f, self.offset)) else {
+            return false;
         };
         self.offset += chunk.len() as u64;
         // Bytes, not text, until a line is whole: a character split across
         // two reads is decoded only once both halves are here.
         self.partial.extend_from_slice(&chunk);
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.emit(String::from_utf8_lossy(&line).trim(), events);
+        let buffered = std::mem::take(&mut self.partial);
+        let mut rest: &[u8] = &buffered;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            self.emit(String::from_utf8_lossy(&rest[..end]).trim(), events);
+            rest = &rest[end + 1..];
         }
+        self.partial = rest.to_vec();
+        true
     }
 
-    /// A last line without a newline still counts once the job is done.
+    /// Once the job is done: whatever is left, and a last line without a
+    /// newline still counts.
     pub(super) fn finish(&mut self, events: &mpsc::UnboundedSender<JobEvent>) {
+        while self.read(events) {}
         let rest = std::mem::take(&mut self.partial);
         let rest = String::from_utf8_lossy(&rest);
         if !rest.trim().is_empty() {
@@ -109,17 +123,25 @@ impl MetricsTail {
     }
 }
 
-async fn read_from(path: &Path, offset: u64) -> Option<Vec<u8>> {
-    // Most polls find nothing new. One stat, done in place (a local file's
-    // metadata, microseconds), says so without the three trips through the
-    // blocking pool an open, seek and read take: with a thousand jobs
-    // running, that was ten thousand polls a second.
-    if std::fs::metadata(path).is_ok_and(|m| m.len() <= offset) {
+/// What `file` holds past `offset`, if anything.
+fn read_from(file: &std::fs::File, offset: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().ok()?.len();
+    if len <= offset {
         return None;
     }
-    let mut file = File::open(path).await.ok()?;
-    file.seek(SeekFrom::Start(offset)).await.ok()?;
-    let mut buf = Vec::new();
-    file.read_to_end(&mut buf).await.ok()?;
+    // At most 8 MiB a poll: a large backlog is read over a few polls, and
+    // the thread is never held for long.
+    let mut buf = vec![0; (len - offset).min(8 << 20) as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    buf.truncate(got);
     (!buf.is_empty()).then_some(buf)
 }
