@@ -19,7 +19,7 @@ pub use processes::{MARKER_VAR, kill_marked, marker_of};
 pub use shim::{install as install_job_shim, run_if_invoked as run_job_shim_if_invoked};
 
 use crate::{Executor, JobEvent, JobSpec, Outcome};
-use output::{MetricsTail, copy_lines};
+use output::{MetricsTail, Tails, copy_lines};
 use processes::{signal_group, stop_group};
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -99,6 +99,9 @@ pub struct LocalExecutor {
     gpus_free: Vec<u32>,
     running: HashMap<String, Running>,
     events: mpsc::UnboundedSender<JobEvent>,
+    /// The running jobs' metrics, and whether their poller runs yet.
+    tails: Arc<Tails>,
+    polling: bool,
 }
 
 impl LocalExecutor {
@@ -111,6 +114,8 @@ impl LocalExecutor {
             gpus_free: (0..gpus).collect(),
             running: HashMap::new(),
             events,
+            tails: Arc::default(),
+            polling: false,
         }
     }
 
@@ -161,7 +166,16 @@ impl Executor for LocalExecutor {
             },
         );
         let gpu_env = self.manage_gpus.then_some(gpus);
-        tokio::spawn(run_job(spec, gpu_env, cancel, self.events.clone()));
+        if !self.polling {
+            Tails::start_poller(&self.tails, METRICS_POLL, self.events.clone());
+            self.polling = true;
+        }
+        let job = Job {
+            gpus: gpu_env,
+            cancel,
+            tails: self.tails.clone(),
+        };
+        tokio::spawn(run_job(spec, job, self.events.clone()));
     }
 
     fn release(&mut self, id: &str) {
@@ -186,13 +200,22 @@ impl Executor for LocalExecutor {
     }
 }
 
-async fn run_job(
-    spec: JobSpec,
+/// What a launched job brings along: the GPUs it was given (where this
+/// executor hands them out), how it is told to stop, and where its metrics
+/// are read.
+struct Job {
     gpus: Option<Vec<u32>>,
     cancel: Arc<Notify>,
-    events: mpsc::UnboundedSender<JobEvent>,
-) {
+    tails: Arc<Tails>,
+}
+
+async fn run_job(spec: JobSpec, job: Job, events: mpsc::UnboundedSender<JobEvent>) {
     let id = spec.id.clone();
+    let Job {
+        gpus,
+        cancel,
+        tails,
+    } = job;
     let outcome = match spawn(&spec, gpus.as_deref()).await {
         Err(e) => Outcome::SpawnFailed(e.to_string()),
         Ok((child, shimmed)) => {
@@ -201,7 +224,7 @@ async fn run_job(
                 shimmed,
                 gpus: gpus.unwrap_or_default(),
             };
-            supervise(spec, job, cancel, &events).await
+            supervise(spec, job, cancel, &tails, &events).await
         }
     };
     let _ = events.send(JobEvent::Finished { id, outcome });
@@ -251,6 +274,7 @@ async fn supervise(
     spec: JobSpec,
     job: Supervised,
     cancel: Arc<Notify>,
+    tails: &Tails,
     events: &mpsc::UnboundedSender<JobEvent>,
 ) -> Outcome {
     let Supervised {
@@ -281,38 +305,23 @@ async fn supervise(
             ))
         }),
     ];
-    let mut tail = MetricsTail::new(&spec);
+    tails.watch(MetricsTail::new(&spec));
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut poll = tokio::time::interval(METRICS_POLL);
-    // How the leader ended, where it was seen to end by itself.
-    let mut ended: Option<std::process::ExitStatus> = None;
-    let outcome = loop {
-        tokio::select! {
-            status = child.wait() => {
-                break match status {
-                    Ok(s) => {
-                        ended = Some(s);
-                        match (s.code(), s.signal()) {
-                            (Some(code), _) => Outcome::Exited(code),
-                            (None, Some(sig)) => Outcome::Signaled(sig),
-                            _ => Outcome::Exited(-1),
-                        }
-                    }
-                    Err(e) => Outcome::SpawnFailed(e.to_string()),
+    // How the leader ended (where it was seen to end), and the outcome.
+    let (ended, outcome) = tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => {
+                let outcome = match (s.code(), s.signal()) {
+                    (Some(code), _) => Outcome::Exited(code),
+                    (None, Some(sig)) => Outcome::Signaled(sig),
+                    _ => Outcome::Exited(-1),
                 };
+                (Some(s), outcome)
             }
-            _ = poll.tick() => {
-                tail.read(events);
-            }
-            _ = cancel.notified() => {
-                ended = stop_group(&mut child, pid).await;
-                break Outcome::Cancelled;
-            }
-            _ = sleep_until(deadline) => {
-                ended = stop_group(&mut child, pid).await;
-                break Outcome::TimedOut;
-            }
-        }
+            Err(e) => (None, Outcome::SpawnFailed(e.to_string())),
+        },
+        _ = cancel.notified() => (stop_group(&mut child, pid).await, Outcome::Cancelled),
+        _ = sleep_until(deadline) => (stop_group(&mut child, pid).await, Outcome::TimedOut),
     };
     // Whatever the command left running goes with it. A shim that ended
     // by itself took all of it along; otherwise its group goes, and what
@@ -327,7 +336,9 @@ async fn supervise(
     for copier in copiers.into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
     }
-    tail.finish(events);
+    if let Some(mut tail) = tails.unwatch(&spec.id) {
+        tail.finish(events);
+    }
     outcome
 }
 

@@ -43,6 +43,52 @@ pub(super) async fn copy_lines(
     }
 }
 
+/// Every running job's metrics tail, read by one poller for all of them: a
+/// thousand running jobs cost ten wakeups a second, not ten thousand.
+#[derive(Default)]
+pub(super) struct Tails {
+    running: std::sync::Mutex<std::collections::HashMap<String, MetricsTail>>,
+}
+
+impl Tails {
+    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MetricsTail>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read the job's metrics from now on.
+    pub(super) fn watch(&self, tail: MetricsTail) {
+        self.running().insert(tail.id.clone(), tail);
+    }
+
+    /// Stop reading job `id`'s metrics: its tail, for the last read. Once
+    /// this returns, the poller sends nothing more for the job.
+    pub(super) fn unwatch(&self, id: &str) -> Option<MetricsTail> {
+        self.running().remove(id)
+    }
+
+    /// Read every `every`, for as long as anyone holds `tails`.
+    pub(super) fn start_poller(
+        tails: &std::sync::Arc<Tails>,
+        every: std::time::Duration,
+        events: mpsc::UnboundedSender<JobEvent>,
+    ) {
+        let tails = std::sync::Arc::downgrade(tails);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(tails) = tails.upgrade() else {
+                    break;
+                };
+                for tail in tails.running().values_mut() {
+                    tail.read(&events);
+                }
+            }
+        });
+    }
+}
+
 /// Reads the lines a job appends to its metrics file, as they come. The
 /// file is held open once it exists: a poll is one `fstat` of it (no path
 /// to walk), and a read of what it gained, both in place (a local file,
