@@ -3,7 +3,7 @@
 # script makes in network namespaces (scripts/testbed.sh, kind `host`).
 # For each size (hosts in all, the orchestrator included) it measures the
 # floor, parallel `ssh HOST true` to every host on fresh connections, then
-# `flambe cluster.yaml` cold (first run: keys, setup commands, Ray) and
+# `flambe cluster.yaml` cold (first run: keys, this build, setup commands) and
 # warm (nothing to do), and prints a table with the ratios against #17's
 # goals, and what the warm run spent per host command (from `-vv`).
 # Ray comes linked from $FLAMBE_TEST_TOOLS/ray through setup_cmds, as in the
@@ -86,7 +86,7 @@ n = len(hosts)
 print(f"\n1+{n - 1} hosts ({os.cpu_count()} CPUs here)")
 print(f"{'what':<52} {'s':>7} {'ratio':>7}  goal")
 print(f"{'floor: ' + str(n) + ' parallel `ssh host true`, fresh':<52} {floor:>7.2f}")
-print(f"{'flambe cluster.yaml, cold (setup, Ray)':<52} {cold:>7.2f} {cold / floor:>6.2f}x  <= 2x floor + setup commands")
+print(f"{'flambe cluster.yaml, cold (keys, build, setup)':<52} {cold:>7.2f} {cold / floor:>6.2f}x  <= 2x floor + setup commands")
 print(f"{'flambe cluster.yaml, warm (nothing to do)':<52} {warm:>7.2f} {warm / floor:>6.2f}x  <= 1.3x floor")
 if commands:
     print(f"warm: {min(commands)}-{max(commands)} commands per host over ssh (goal on 1+3: <= 2 round trips)")

@@ -358,17 +358,27 @@ impl Host {
     }
 
     /// Write several files readable by the remote user only (0600), in
-    /// one round trip: the folder `dir` is made (0700) and each file's
-    /// contents come in turn on the command's stdin (never on a command
-    /// line), each of exactly its length, and each file is renamed into
-    /// place once whole.
+    /// one round trip: where every file is there already with these
+    /// contents (their sha256 says so), nothing is written. Otherwise the
+    /// folder `dir` is made (0700) and each file's contents come in turn
+    /// on the command's stdin (never on a command line), each of exactly
+    /// its length, and each file is renamed into place once whole.
     pub async fn write_private_files(
         &self,
         dir: &str,
         files: &[(String, &[u8])],
     ) -> Result<(), HostError> {
+        use sha2::{Digest, Sha256};
+        let sums: String = files
+            .iter()
+            .map(|(path, contents)| format!("{:x}  {path}\n", Sha256::digest(contents)))
+            .collect();
+        let quoted: Vec<String> = files.iter().map(|(p, _)| shell_quote(p)).collect();
         let mut command = format!(
-            "umask 077 && mkdir -p {d} && chmod 700 {d}",
+            "if printf %s {} | sha256sum -c --status 2>/dev/null; then chmod 700 {d} && chmod 600 {}; \
+             else umask 077 && mkdir -p {d} && chmod 700 {d}",
+            shell_quote(&sums),
+            quoted.join(" "),
             d = shell_quote(dir)
         );
         let mut input = Vec::new();
@@ -388,6 +398,7 @@ impl Host {
                 contents.len()
             ));
         }
+        command.push_str("; fi");
         self.check_output_of(&command, Some(&input))
             .await
             .map(|_| ())
