@@ -128,6 +128,9 @@ impl Drop for LocalRay {
     }
 }
 
+/// The experiment, results in `./{save}`. Through Ray, the trial with lr
+/// 0.2 kills its wrapper (`flambe trial-run`, the parent of the job shim
+/// that is its own parent) once: a job dying mid-trial, to be retried.
 fn write(dir: &Path, save: &str) -> PathBuf {
     let config = dir.join(format!("{save}.yaml"));
     std::fs::write(
@@ -143,7 +146,7 @@ seed: 11
 pipeline:
   train: !Stage
     run: |-
-      if [ {{lr}} = 0.2 ] && [ ! -f $T/{save}-died ] && grep -q trial-run /proc/$PPID/cmdline; then touch $T/{save}-died; kill -9 $PPID; sleep 5; fi
+      if [ {{lr}} = 0.2 ] && [ ! -f $T/{save}-died ] && w=$(cut -d' ' -f4 /proc/$PPID/stat) && grep -q trial-run /proc/$w/cmdline; then touch $T/{save}-died; kill -9 $w; sleep 5; fi
       start=$(date +%s.%N); sleep 0.5
       for step in 1 2 3; do echo "{{\"step\": $step, \"acc\": $(python3 -c "print({{lr}} * $step + {{w}})")}}" >> $FLAMBE_METRICS; done
       echo "$start $(date +%s.%N) $CUDA_VISIBLE_DEVICES" >> $T/{save}-gpus
