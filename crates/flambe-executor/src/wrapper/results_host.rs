@@ -39,7 +39,11 @@ async fn rsync(
     let mut rsync = tokio::process::Command::new("rsync");
     rsync.args(["-a", "-e", &format!("ssh -F {}", sync.ssh_config.display())]);
     if extra == Extra::Delete {
-        rsync.arg("--delete");
+        // A checkpoint is rewritten in place, often at the same size and
+        // within the same second: rsync's quick check (size and mtime to
+        // the second) would keep a stale copy (a PBT clone restored its own
+        // state instead of its donor's). Every file is compared by content.
+        rsync.args(["--delete", "--ignore-times"]);
     }
     if let Some(guard) = remote_guard {
         rsync.arg(format!("--rsync-path={guard} && rsync"));
