@@ -204,11 +204,12 @@ fn children() -> Vec<libc::pid_t> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = me.to_string();
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                 let after_name = stat.rsplit(')').next().unwrap_or("");
-                after_name.split_whitespace().nth(1) == Some(&me.to_string())
+                after_name.split_whitespace().nth(1) == Some(me.as_str())
             })
         })
         .collect()
