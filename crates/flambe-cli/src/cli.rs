@@ -130,6 +130,12 @@ pub enum Command {
     /// Kill a trial's processes once its wrapper is gone (used by flambe itself)
     #[command(hide = true)]
     TrialGuard { marker: String },
+    /// Run trials in turn as a slot's Ray job (used by flambe itself)
+    #[command(hide = true)]
+    SlotRun { spec: String },
+    /// Join a slot worker's ssh session to its driver (used by flambe itself)
+    #[command(hide = true)]
+    SlotFeed { socket: PathBuf },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]

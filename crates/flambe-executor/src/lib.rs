@@ -14,6 +14,10 @@
 //!   `flambe trial-run` (`wrapper`), which runs the command on the node Ray
 //!   chose, as a local job there, and reports back through its log.
 //! - `metrics`: the JSON-lines metrics format shared by every executor.
+//! - `slots`: slot workers, the Ray executor's default: one Ray job per
+//!   resource slot (`flambe slot-run`) runs trials in turn, fed by the
+//!   driver over a socket (through the cluster's ssh from other nodes), so
+//!   a short trial does not pay for a Ray job of its own.
 //! - `ray_log`: a Ray job's log, followed over the Jobs API's websocket
 //!   tail and cut into whole lines, each byte read once.
 //! - `pyenv`: the extensions' Python environment (a venv keyed by what is
@@ -35,6 +39,7 @@ mod pyenv;
 mod ray;
 mod ray_auth;
 mod ray_log;
+mod slots;
 mod wrapper;
 
 pub use error::{MetricLineError, RayApiError};
@@ -49,6 +54,7 @@ pub use pyenv::{
     install_script as python_env_install_script, parse_outcome as parse_python_env_outcome,
 };
 pub use ray::RayExecutor;
+pub use slots::{SlotSpec, decode_slot_spec, relay_feed, run_slot};
 pub use wrapper::{
     ATTEMPT_FILE, WrapperError, decode_spec, encode_spec, guard_trial, leave_ray_environment,
     run_trial,
@@ -157,6 +163,26 @@ pub struct SyncHost {
     pub host: String,
     /// The ssh_config that names it (the cluster's own).
     pub ssh_config: PathBuf,
+    /// An ssh master connection to it that this node already holds (a
+    /// slot worker's feed): copies and reads go through it, with no
+    /// handshake of their own. Set on the node, never by the driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_path: Option<PathBuf>,
+}
+
+impl SyncHost {
+    /// The ssh command line (for rsync's `-e`, or to run) that reaches it.
+    pub fn ssh_args(&self) -> Vec<String> {
+        let mut args = vec!["-F".to_string(), self.ssh_config.display().to_string()];
+        if let Some(path) = &self.control_path {
+            // No master there (it went away): ssh connects on its own.
+            args.push("-o".to_string());
+            args.push(format!("ControlPath={}", path.display()));
+            args.push("-o".to_string());
+            args.push("ControlMaster=no".to_string());
+        }
+        args
+    }
 }
 
 /// What an executor tells the engine about a job.

@@ -13,6 +13,7 @@
 use crate::RayApiError;
 use crate::ray_auth::ray_token;
 use crate::ray_log::{self, LogLines, TailRead};
+use crate::slots::{PoolSetup, SLOTS_METADATA, SlotPool, trials_folder};
 use crate::wrapper::{Message, encode_spec};
 use crate::{Executor, JobEvent, JobSpec, Outcome};
 use serde_json::{Value, json};
@@ -49,6 +50,49 @@ fn jobs_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// Submit one job (`body`, the Jobs API's JSON), waiting out a head whose
+/// job agent is not up yet.
+pub(crate) async fn submit_job(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> Result<(), RayApiError> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let resp = client
+            .post(format!("{base}/api/jobs/"))
+            .json(body)
+            .send()
+            .await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let last = text.lines().last().unwrap_or("").to_string();
+        // A head whose job agent is not up yet (just started, or
+        // restarting) says so and asks to be tried again.
+        if status.is_server_error() && last.contains("try again later") && waited < SUBMIT_PATIENCE
+        {
+            tokio::time::sleep(POLL).await;
+            waited += POLL;
+            continue;
+        }
+        return Err(RayApiError::Refused {
+            status,
+            message: last,
+        });
+    }
+}
+
+/// Stop one job; whether Ray took the word is not waited for.
+pub(crate) async fn stop_job(client: &reqwest::Client, base: &str, submission: &str) {
+    let _ = client
+        .post(format!("{base}/api/jobs/{submission}/stop"))
+        .send()
+        .await;
+}
+
 /// Jobs submitted to a Ray cluster through the Jobs REST API.
 pub struct RayExecutor {
     client: reqwest::Client,
@@ -62,6 +106,10 @@ pub struct RayExecutor {
     running: HashMap<String, Arc<Notify>>,
     attempts: HashMap<String, u32>,
     events: mpsc::UnboundedSender<JobEvent>,
+    /// Trials go to slot workers (the default), or each is a Ray job.
+    job_per_trial: bool,
+    /// The slot workers, started at the first launch.
+    slots: Option<SlotPool>,
 }
 
 impl RayExecutor {
@@ -82,7 +130,41 @@ impl RayExecutor {
             running: HashMap::new(),
             attempts: HashMap::new(),
             events,
+            job_per_trial: false,
+            slots: None,
         }
+    }
+
+    /// Submit each trial as a Ray job of its own (`flambe trial-run`)
+    /// instead of handing trials to slot workers.
+    pub fn job_per_trial(mut self, yes: bool) -> RayExecutor {
+        self.job_per_trial = yes;
+        self
+    }
+
+    /// The slot pool, started now if it is not yet; `None` where its feed
+    /// socket cannot be made (then each trial is a job of its own).
+    fn slot_pool(&mut self) -> Option<&SlotPool> {
+        if self.job_per_trial {
+            return None;
+        }
+        if self.slots.is_none() {
+            match SlotPool::start(PoolSetup {
+                client: self.client.clone(),
+                base: self.base.clone(),
+                flambe: self.flambe.clone(),
+                run: format!("flambe-{}", self.run),
+                events: self.events.clone(),
+            }) {
+                Ok(pool) => self.slots = Some(pool),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no feed socket for slot workers: one Ray job per trial");
+                    self.job_per_trial = true;
+                    return None;
+                }
+            }
+        }
+        self.slots.as_ref()
     }
 }
 
@@ -100,6 +182,8 @@ impl RayExecutor {
             .json()
             .await
             .map_err(|e| e.to_string())?;
+        // Slot workers name the trials folder they worked for.
+        let folders: Vec<String> = outs.iter().map(|o| trials_folder(o)).collect();
         Ok(jobs
             .iter()
             .filter(|j| matches!(j["status"].as_str(), Some("PENDING" | "RUNNING")))
@@ -107,6 +191,9 @@ impl RayExecutor {
                 j["metadata"][OUT_METADATA]
                     .as_str()
                     .is_some_and(|o| wanted.iter().any(|w| w == o))
+                    || j["metadata"][SLOTS_METADATA]
+                        .as_str()
+                        .is_some_and(|f| folders.iter().any(|w| w == f))
             })
             .filter_map(|j| j["submission_id"].as_str().map(str::to_string))
             .collect())
@@ -163,6 +250,12 @@ impl Executor for RayExecutor {
     }
 
     fn launch(&mut self, spec: JobSpec) {
+        if let Some(pool) = self.slot_pool() {
+            let id = spec.id.clone();
+            pool.launch(spec);
+            self.running.insert(id, Arc::new(Notify::new()));
+            return;
+        }
         let n = self.attempts.entry(spec.id.clone()).or_insert(0);
         *n += 1;
         let submission = format!("flambe-{}-{}-{n}", self.run, spec.id);
@@ -183,12 +276,18 @@ impl Executor for RayExecutor {
     }
 
     fn cancel(&self, id: &str) {
+        if let Some(pool) = &self.slots {
+            pool.cancel(id);
+        }
         if let Some(c) = self.running.get(id) {
             c.notify_one();
         }
     }
 
     fn cancel_all(&self) {
+        if let Some(pool) = &self.slots {
+            pool.cancel_all();
+        }
         for c in self.running.values() {
             c.notify_one();
         }
@@ -225,36 +324,9 @@ impl RayJob {
             "entrypoint_num_cpus": spec.cpus,
             "entrypoint_num_gpus": spec.gpus,
         });
-        let mut waited = Duration::ZERO;
-        loop {
-            let resp = self
-                .client
-                .post(format!("{}/api/jobs/", self.base))
-                .json(&body)
-                .send()
-                .await?;
-            if resp.status().is_success() {
-                tracing::info!(trial = %spec.id, submission = %self.submission, "submitted to Ray");
-                return Ok(());
-            }
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let last = text.lines().last().unwrap_or("").to_string();
-            // A head whose job agent is not up yet (just started, or
-            // restarting) says so and asks to be tried again.
-            if status.is_server_error()
-                && last.contains("try again later")
-                && waited < SUBMIT_PATIENCE
-            {
-                tokio::time::sleep(POLL).await;
-                waited += POLL;
-                continue;
-            }
-            return Err(RayApiError::Refused {
-                status,
-                message: last,
-            });
-        }
+        submit_job(&self.client, &self.base, &body).await?;
+        tracing::info!(trial = %spec.id, submission = %self.submission, "submitted to Ray");
+        Ok(())
     }
 
     async fn status(&self) -> Result<Value, RayApiError> {
@@ -277,11 +349,7 @@ impl RayJob {
     }
 
     async fn stop(&self) {
-        let _ = self
-            .client
-            .post(format!("{}/api/jobs/{}/stop", self.base, self.submission))
-            .send()
-            .await;
+        stop_job(&self.client, &self.base, &self.submission).await;
     }
 
     /// Follow the job's log until the job ends; relay what the wrapper

@@ -110,6 +110,8 @@ pub fn ray_target(
             .display()
             .to_string(),
         max_in_flight: 64,
+        // The old way, one Ray job per trial, stays at hand (and compared).
+        job_per_trial: std::env::var_os("FLAMBE_RAY_JOB_PER_TRIAL").is_some_and(|v| v == "1"),
         sync,
         secrets_file,
         ray_venv,

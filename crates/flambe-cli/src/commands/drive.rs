@@ -23,6 +23,7 @@ pub fn run(spec: &Path, verbose: u8) -> anyhow::Result<ExitCode> {
     let sync = SyncHost {
         host: spec.sync_host.clone(),
         ssh_config: spec.ssh_config.clone(),
+        control_path: None,
     };
     let opts = HereOptions {
         run: RunOptions {

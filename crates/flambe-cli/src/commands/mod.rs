@@ -23,6 +23,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Completions { shell }) => completions::print(shell),
         Some(Command::TrialRun { spec }) => trial::run(&spec),
         Some(Command::TrialGuard { marker }) => trial::guard(&marker),
+        Some(Command::SlotRun { spec }) => trial::slot(&spec),
+        Some(Command::SlotFeed { socket }) => trial::feed(&socket),
         Some(Command::Drive { spec }) => drive::run(&spec, cli.verbose),
         Some(Command::Attach { name, cluster }) => attach::run(&name, &cluster),
         Some(Command::Pull { name, cluster, to }) => pull::run(&name, &cluster, to.as_deref()),

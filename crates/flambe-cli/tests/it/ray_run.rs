@@ -129,8 +129,9 @@ impl Drop for LocalRay {
 }
 
 /// The experiment, results in `./{save}`. Through Ray, the trial with lr
-/// 0.2 kills its wrapper (`flambe trial-run`, the parent of the job shim
-/// that is its own parent) once: a job dying mid-trial, to be retried.
+/// 0.2 kills its wrapper (`flambe trial-run` or the slot worker `flambe
+/// slot-run`, the parent of the job shim that is its own parent) once: a
+/// job dying mid-trial, to be retried. Each trial notes its wrapper's pid.
 fn write(dir: &Path, save: &str) -> PathBuf {
     let config = dir.join(format!("{save}.yaml"));
     std::fs::write(
@@ -146,10 +147,11 @@ seed: 11
 pipeline:
   train: !Stage
     run: |-
-      if [ {{lr}} = 0.2 ] && [ ! -f $T/{save}-died ] && w=$(cut -d' ' -f4 /proc/$PPID/stat) && grep -q trial-run /proc/$w/cmdline; then touch $T/{save}-died; kill -9 $w; sleep 5; fi
+      w=$(cut -d' ' -f4 /proc/$PPID/stat); grep -qE 'trial-run|slot-run' /proc/$w/cmdline || w=none
+      if [ {{lr}} = 0.2 ] && [ ! -f $T/{save}-died ] && [ $w != none ]; then touch $T/{save}-died; kill -9 $w; sleep 5; fi
       start=$(date +%s.%N); sleep 0.5
       for step in 1 2 3; do echo "{{\"step\": $step, \"acc\": $(python3 -c "print({{lr}} * $step + {{w}})")}}" >> $FLAMBE_METRICS; done
-      echo "$start $(date +%s.%N) $CUDA_VISIBLE_DEVICES" >> $T/{save}-gpus
+      echo "$start $(date +%s.%N) $w $CUDA_VISIBLE_DEVICES" >> $T/{save}-gpus
       echo {{trial}} > {{out}}/who
     params:
       lr: !g [0.1, 0.2, 0.3]
@@ -162,6 +164,7 @@ pipeline:
   eval: !Stage
     run: |-
       echo "{{\"step\": 1, \"score\": $(python3 -c "print({{train.params.lr}} * 10)")}}" >> $FLAMBE_METRICS; cp {{train.out}}/who {{out}}/from
+      cut -d' ' -f4 /proc/$PPID/stat >> $T/{save}-evals
     metric: score
     mode: max
 "#,
@@ -177,19 +180,79 @@ fn results(dir: &Path, save: &str) -> Vec<Value> {
     serde_json::from_str(&text).unwrap()
 }
 
-/// What must be equal between two runs of the same experiment.
+/// One Ray job per trial (`FLAMBE_RAY_JOB_PER_TRIAL=1`): the same
+/// results as here, every trial its own `flambe trial-run` job.
 #[test]
 fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
     let Some(ray) = LocalRay::start(6391, 8291) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let remote = write(dir.path(), "viaray");
+    let jobs = same_results_as_here(&ray, dir.path(), true);
+    assert_eq!(
+        jobs.len(),
+        3 + 1 + 2,
+        "3 train trials, one retry, 2 eval trials"
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j["entrypoint"].as_str().unwrap().contains(" trial-run ")),
+        "{jobs:?}"
+    );
+    let wrappers = wrapper_pids(dir.path());
+    let distinct: std::collections::HashSet<_> = wrappers.iter().collect();
+    assert_eq!(distinct.len(), wrappers.len(), "a wrapper per trial");
+}
+
+/// Slot workers (the default): the same results as here; a trial that
+/// kills its worker is lost and retried; GPUs stay distinct; and workers
+/// ran more than one trial each (fewer wrappers than trials).
+#[test]
+fn slot_workers_run_trials_in_turn_with_the_same_results_as_here() {
+    let Some(ray) = LocalRay::start(6394, 8294) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = same_results_as_here(&ray, dir.path(), false);
+    assert!(
+        jobs.iter()
+            .all(|j| j["entrypoint"].as_str().unwrap().contains(" slot-run ")),
+        "{jobs:?}"
+    );
+    let wrappers = wrapper_pids(dir.path());
+    let distinct: std::collections::HashSet<_> = wrappers.iter().collect();
+    assert!(
+        distinct.len() < wrappers.len(),
+        "some slot worker ran two trials: {wrappers:?}"
+    );
+}
+
+/// The wrapper pid of every trial that ran to its end (train, then eval).
+fn wrapper_pids(dir: &Path) -> Vec<String> {
+    let train = std::fs::read_to_string(dir.join("viaray-gpus")).unwrap();
+    let eval = std::fs::read_to_string(dir.join("viaray-evals")).unwrap();
+    let mut pids: Vec<String> = train
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    pids.extend(eval.lines().map(|l| l.trim().to_string()));
+    assert!(pids.iter().all(|p| p != "none"), "{pids:?}");
+    pids
+}
+
+/// Run the experiment through `ray` and here; assert what must be equal
+/// between them and what Ray must show; return Ray's job list.
+fn same_results_as_here(ray: &LocalRay, dir: &Path, job_per_trial: bool) -> Vec<Value> {
+    let remote = write(dir, "viaray");
     let out = Command::cargo_bin("flambe")
         .unwrap()
         .arg(&remote)
         .args(["--ray-address", &ray.dashboard, "--no-site"])
         .env("RAY_AUTH_TOKEN_PATH", &ray.token_path)
+        .env(
+            "FLAMBE_RAY_JOB_PER_TRIAL",
+            if job_per_trial { "1" } else { "0" },
+        )
         .output()
         .unwrap();
     assert!(
@@ -198,12 +261,17 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let lost = if job_per_trial {
+        "lost: Ray reports the job FAILED"
+    } else {
+        "was lost mid-trial: its connection to the driver closed"
+    };
     assert!(
-        stderr.contains("lost: Ray reports the job FAILED"),
+        stderr.contains(lost),
         "the killed job was reported lost: {stderr}"
     );
 
-    let local = write(dir.path(), "here");
+    let local = write(dir, "here");
     let out = Command::cargo_bin("flambe")
         .unwrap()
         .arg(&local)
@@ -216,8 +284,8 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let via_ray = results(dir.path(), "viaray");
-    let here = results(dir.path(), "here");
+    let via_ray = results(dir, "viaray");
+    let here = results(dir, "here");
     assert_eq!(
         essence(&via_ray),
         essence(&here),
@@ -234,14 +302,9 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
     let (status, body) = try_get_as(&ray.dashboard, "/api/jobs/", Some(&ray.token)).unwrap();
     assert_eq!(status, 200);
     let jobs: Vec<Value> = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        jobs.len(),
-        3 + 1 + 2,
-        "3 train trials, one retry, 2 eval trials"
-    );
 
     // GPU trials that overlapped in time had different GPUs from Ray.
-    let spans: Vec<(f64, f64, String)> = std::fs::read_to_string(dir.path().join("viaray-gpus"))
+    let spans: Vec<(f64, f64, String)> = std::fs::read_to_string(dir.join("viaray-gpus"))
         .unwrap()
         .lines()
         .map(|l| {
@@ -249,7 +312,7 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
             (
                 p[0].parse().unwrap(),
                 p[1].parse().unwrap(),
-                p.get(2).unwrap_or(&"").to_string(),
+                p.get(3).unwrap_or(&"").to_string(),
             )
         })
         .collect();
@@ -268,13 +331,14 @@ fn trials_run_as_ray_jobs_with_the_same_results_as_here() {
         }
     }
     for r in via_ray.iter().filter(|r| r["stage"] == "eval") {
-        let from = std::fs::read_to_string(dir.path().join(format!(
+        let from = std::fs::read_to_string(dir.join(format!(
             "viaray/rayexp/trials/{}/out/from",
             r["id"].as_str().unwrap()
         )))
         .unwrap();
         assert_eq!(from.trim(), r["parent"].as_str().unwrap());
     }
+    jobs
 }
 
 /// Trials that print tens of MB between metrics reported at a high rate:

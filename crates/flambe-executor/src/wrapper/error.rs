@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[allow(missing_docs)] // each variant's #[error] message is its documentation
 #[derive(Debug, thiserror::Error)]
 pub enum WrapperError {
-    #[error("the trial spec is not hex-encoded JSON: {0}")]
+    #[error("the spec (a trial's or a slot worker's) is not hex-encoded JSON: {0}")]
     Spec(String),
     #[error("cannot run {program}: {source}")]
     Spawn {

@@ -25,6 +25,9 @@ use results_host::{CheckpointSender, fetch_inputs, push_results, resolve_secrets
 
 pub const PREFIX: &str = "@@flambe:";
 
+/// How long a stopped trial gets to be reaped before its outcome is told.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What the wrapper tells the driver, one line each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -62,12 +65,23 @@ impl Message {
 
 /// A spec as the `flambe trial-run` argument: hex of its JSON (no quoting needed).
 pub fn encode_spec(spec: &JobSpec) -> String {
-    let json = serde_json::to_vec(spec).unwrap_or_default();
-    json.iter().map(|b| format!("{b:02x}")).collect()
+    encode_hex(spec)
 }
 
 /// The spec a `flambe trial-run` argument carries.
 pub fn decode_spec(hex: &str) -> Result<JobSpec, WrapperError> {
+    decode_hex(hex)
+}
+
+/// A value as a command-line argument: hex of its JSON, which no shell
+/// or Ray entrypoint can misread.
+pub(crate) fn encode_hex<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    json.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value an [`encode_hex`] argument carries.
+pub(crate) fn decode_hex<T: serde::de::DeserializeOwned>(hex: &str) -> Result<T, WrapperError> {
     // ASCII only: a multi-byte character would split a slice mid-character.
     if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
         return Err(WrapperError::Spec(
@@ -82,10 +96,41 @@ pub fn decode_spec(hex: &str) -> Result<JobSpec, WrapperError> {
     serde_json::from_slice(&bytes).map_err(|e| WrapperError::Spec(e.to_string()))
 }
 
-fn say(message: &Message) {
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "{}", message.to_line());
-    let _ = out.flush();
+/// Where a wrapper's messages and its trial's output go: its own stdout
+/// (the Ray job's log) for `flambe trial-run`, the driver's feed for a slot
+/// worker (`crate::slots`).
+pub(crate) trait Reporter: Send + Sync {
+    /// Tell the driver.
+    fn say(&self, message: &Message);
+    /// Whether the trial's output lines are wanted (they are in its log
+    /// files either way).
+    fn wants_output(&self) -> bool;
+    /// One line of the trial's output.
+    fn output(&self, stderr: bool, line: &str);
+}
+
+/// `flambe trial-run`'s reporter: messages and output on stdout/stderr,
+/// which Ray keeps as the job's log.
+struct JobLog;
+
+impl Reporter for JobLog {
+    fn say(&self, message: &Message) {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{}", message.to_line());
+        let _ = out.flush();
+    }
+
+    fn wants_output(&self) -> bool {
+        true
+    }
+
+    fn output(&self, stderr: bool, line: &str) {
+        if stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
 }
 
 /// The file in a trial's folder on the results host that names the attempt
@@ -117,12 +162,27 @@ pub fn leave_ray_environment(ray_venv: Option<&std::path::Path>) {
 }
 
 /// Run the trial; returns the exit code the wrapper should exit with.
-pub async fn run_trial(mut spec: JobSpec) -> i32 {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+pub async fn run_trial(spec: JobSpec) -> i32 {
+    run_trial_with(spec, &JobLog, stop_signal()).await
+}
+
+/// This machine's name, as the wrapper reports where a trial runs.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
         .trim()
-        .to_string();
-    say(&Message::Started { host });
+        .to_string()
+}
+
+/// Run the trial, telling `reporter`; `stop` (a signal, or the driver's
+/// word to a slot worker) stops it, with the code it resolves to.
+pub(crate) async fn run_trial_with(
+    mut spec: JobSpec,
+    reporter: &dyn Reporter,
+    stop: impl std::future::Future<Output = i32>,
+) -> i32 {
+    let say = |m: &Message| reporter.say(m);
+    say(&Message::Started { host: hostname() });
     // Leftovers of an earlier attempt of this trial on this node (its
     // wrapper was killed outright, or its stop is still under way) go
     // before anything is fetched: one still running could otherwise write
@@ -154,7 +214,7 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
     }
     let sync = spec.sync.clone();
     let keep = spec.clone();
-    let (code, outcome) = run_local_job(spec).await;
+    let (code, outcome) = run_local_job(spec, reporter, stop).await;
     // The outcome goes out only once the results are back: the driver may
     // read them as soon as it hears it.
     if let Some(sync) = sync
@@ -173,10 +233,14 @@ pub async fn run_trial(mut spec: JobSpec) -> i32 {
 
 /// The trial's command as a local job on this node, watched by a guard
 /// that outlives this process; returns its exit code and outcome message.
-async fn run_local_job(spec: JobSpec) -> (i32, Message) {
+async fn run_local_job(
+    spec: JobSpec,
+    reporter: &dyn Reporter,
+    stop: impl std::future::Future<Output = i32>,
+) -> (i32, Message) {
     let marker = crate::marker_of(&spec.env);
     let guard = marker.as_deref().and_then(Guard::start);
-    let ended = relay_local_job(spec, marker).await;
+    let ended = relay_local_job(spec, marker, reporter, stop).await;
     // Done with before the outcome is told: a retry of this trial on this
     // node is never in reach of this attempt's guard.
     if let Some(g) = guard {
@@ -186,10 +250,15 @@ async fn run_local_job(spec: JobSpec) -> (i32, Message) {
 }
 
 /// Run the job here and relay its events as the wrapper's lines.
-async fn relay_local_job(spec: JobSpec, marker: Option<String>) -> (i32, Message) {
+async fn relay_local_job(
+    spec: JobSpec,
+    marker: Option<String>,
+    reporter: &dyn Reporter,
+    stop: impl std::future::Future<Output = i32>,
+) -> (i32, Message) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sender = CheckpointSender::start(&spec);
-    let ended = relay_events(spec, marker, &mut rx, sender.as_ref(), tx).await;
+    let ended = relay_events(spec, marker, &mut rx, sender.as_ref(), tx, reporter, stop).await;
     if let Some(sender) = sender {
         sender.stop().await;
     }
@@ -202,10 +271,17 @@ async fn relay_events(
     rx: &mut mpsc::UnboundedReceiver<JobEvent>,
     checkpoints: Option<&CheckpointSender>,
     tx: mpsc::UnboundedSender<JobEvent>,
+    reporter: &dyn Reporter,
+    stop: impl std::future::Future<Output = i32>,
 ) -> (i32, Message) {
+    let say = |m: &Message| reporter.say(m);
     let mut local = LocalExecutor::new(spec.cpus.max(0.01), 0, tx).keep_gpu_env();
-    local.launch(JobSpec { echo: true, ..spec });
-    let stopped = stop_signal();
+    let id = spec.id.clone();
+    local.launch(JobSpec {
+        echo: reporter.wants_output(),
+        ..spec
+    });
+    let stopped = stop;
     tokio::pin!(stopped);
     loop {
         let event = tokio::select! {
@@ -213,9 +289,20 @@ async fn relay_events(
             signal = &mut stopped => {
                 // Ray stops a job with SIGTERM, then SIGKILL: the trial and
                 // all it started go now, not with the wrapper's group only.
+                local.cancel(&id);
                 if let Some(m) = &marker {
                     crate::kill_marked(m);
                 }
+                // Its end is reaped (a slot worker lives on), but not
+                // waited for past what Ray grants before its SIGKILL.
+                let _ = tokio::time::timeout(STOP_WAIT, async {
+                    while let Some(event) = rx.recv().await {
+                        if matches!(event, JobEvent::Finished { .. }) {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 let message = Message::Outcome {
                     exited: None,
                     detail: format!("stopped by signal {signal}"),
@@ -235,13 +322,7 @@ async fn relay_events(
                 say(&Message::Metric { line, metric })
             }
             JobEvent::BadMetricLine { line, error, .. } => say(&Message::BadLine { line, error }),
-            JobEvent::Output { stderr, line, .. } => {
-                if stderr {
-                    eprintln!("{line}");
-                } else {
-                    println!("{line}");
-                }
-            }
+            JobEvent::Output { stderr, line, .. } => reporter.output(stderr, &line),
             JobEvent::Started { .. } => {}
             JobEvent::Finished { outcome, .. } => {
                 let exited = match outcome {
@@ -313,7 +394,7 @@ pub fn guard_trial(marker: &str) {
 
 /// The first of SIGTERM, SIGINT or SIGHUP; never, where they cannot be
 /// watched.
-async fn stop_signal() -> i32 {
+pub(crate) async fn stop_signal() -> i32 {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -382,6 +463,7 @@ mod tests {
             sync: Some(SyncHost {
                 host: "c_orchestrator".into(),
                 ssh_config: "/home/u/cluster/ssh_config".into(),
+                control_path: None,
             }),
             secret_env: vec![("TOKEN".into(), "API_TOKEN".into())],
             secrets_file: Some("/home/u/x/secrets.json".into()),

@@ -37,7 +37,9 @@ async fn rsync(
     extra: Extra,
 ) -> Result<(), WrapperError> {
     let mut rsync = tokio::process::Command::new("rsync");
-    rsync.args(["-a", "-e", &format!("ssh -F {}", sync.ssh_config.display())]);
+    // The paths are the cluster's own (no spaces: its home and name are
+    // checked when it is made), so joining them for rsync's -e is safe.
+    rsync.args(["-a", "-e", &format!("ssh {}", sync.ssh_args().join(" "))]);
     if extra == Extra::Delete {
         // A checkpoint is rewritten in place, often at the same size and
         // within the same second: rsync's quick check (size and mtime to
@@ -192,10 +194,9 @@ async fn read_secrets(
     sync: Option<&SyncHost>,
 ) -> Result<std::collections::HashMap<String, String>, WrapperError> {
     let text = match sync {
-        Some(SyncHost { host, ssh_config }) => {
+        Some(sync @ SyncHost { host, .. }) => {
             let out = tokio::process::Command::new("ssh")
-                .arg("-F")
-                .arg(ssh_config)
+                .args(sync.ssh_args())
                 .arg(host)
                 .arg(format!("cat {}", file.display()))
                 .stdin(std::process::Stdio::null())

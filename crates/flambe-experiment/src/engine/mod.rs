@@ -49,13 +49,10 @@ pub async fn run_experiment(
             None => Box::new(LocalExecutor::new(cpus, gpus, tx)),
             Some(ray) => {
                 let run = format!("{name}-{}", crate::state::now() as u64);
-                Box::new(RayExecutor::new(
-                    &ray.address,
-                    &ray.flambe,
-                    &run,
-                    ray.max_in_flight,
-                    tx,
-                ))
+                Box::new(
+                    RayExecutor::new(&ray.address, &ray.flambe, &run, ray.max_in_flight, tx)
+                        .job_per_trial(ray.job_per_trial),
+                )
             }
         }
     };
