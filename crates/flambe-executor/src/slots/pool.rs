@@ -562,7 +562,7 @@ impl Pool {
             .filter(|(_, w)| w.shape == shape && w.to_worker.is_none())
             .map(|(slot, w)| (w.number, slot.clone()))
             .collect();
-        slots.sort_by(|a, b| b.0.cmp(&a.0));
+        slots.sort_by_key(|s| std::cmp::Reverse(s.0));
         slots.into_iter().map(|(_, slot)| slot).collect()
     }
 
