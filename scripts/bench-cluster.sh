@@ -12,8 +12,11 @@
 #   sudo scripts/bench-cluster.sh [SIZES]      (default "4 64")
 #   FLAMBE_BIN=... sudo scripts/bench-cluster.sh "4"
 #
-# Not yet here (#17): the Jobs API floor, Ray Tune and flambe running 40
-# trivial trials on 1+2 hosts.
+# Then, on a cluster of 1+2 hosts (scripts/bench/cluster_trials.py): 40
+# trivial trials through Ray's Jobs API (the floor), through Ray Tune, and
+# through flambe, on the same Ray; and the warm submit. That part needs Ray
+# with Tune in $FLAMBE_TEST_TOOLS/ray-tune (installed here from PyPI if
+# missing); BENCH_TRIALS=0 skips it, BENCH_REPS sets its repetitions (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench-cluster: run as root (network namespaces)" >&2; exit 1; }
@@ -100,3 +103,15 @@ if commands:
 PY
   bash scripts/testbed.sh down "$id" >/dev/null 2>&1 || true
 done
+
+if [ "${BENCH_TRIALS:-1}" != 0 ]; then
+  if ! "$TOOLS/ray-tune/bin/python" -c 'import ray.tune' 2>/dev/null; then
+    /usr/bin/python3 -m venv "$TOOLS/ray-tune"
+    "$TOOLS/ray-tune/bin/pip" install -q --disable-pip-version-check 'ray[default,tune]==2.60.0'
+  fi
+  id=149
+  IDS+=("$id")
+  bash scripts/testbed.sh up "$id" 3 >/dev/null
+  bash scripts/testbed.sh env "$id" > "$WORK/env-$id"
+  (cd "$WORK" && /usr/bin/python3 "$OLDPWD/scripts/bench/cluster_trials.py" "$BIN" "$WORK" "$id" "$TOOLS")
+fi
