@@ -38,7 +38,8 @@ pub struct RayTarget {
     /// Jobs submitted at once, at most.
     pub max_in_flight: usize,
     /// Each trial a Ray job of its own, instead of slot workers that run
-    /// trials in turn (`FLAMBE_RAY_JOB_PER_TRIAL=1`).
+    /// trials in turn (`FLAMBE_RAY_JOB_PER_TRIAL=1`; the default without
+    /// a sync host, i.e. with `--ray-address`).
     pub job_per_trial: bool,
     /// Where results live when trials run on other machines (the
     /// orchestrator, and the ssh_config that names it); `None` when every

@@ -110,8 +110,15 @@ pub fn ray_target(
             .display()
             .to_string(),
         max_in_flight: 64,
-        // The old way, one Ray job per trial, stays at hand (and compared).
-        job_per_trial: std::env::var_os("FLAMBE_RAY_JOB_PER_TRIAL").is_some_and(|v| v == "1"),
+        // Slot workers reach the driver's socket over the cluster's ssh, or
+        // on this machine: a Ray of the user's own (`--ray-address`, no
+        // sync host) may place them where neither works, so there each
+        // trial is a Ray job of its own unless asked otherwise.
+        job_per_trial: match std::env::var("FLAMBE_RAY_JOB_PER_TRIAL").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => sync.is_none(),
+        },
         sync,
         secrets_file,
         ray_venv,
