@@ -25,6 +25,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long a connected worker whose Ray job has ended gets for its last
 /// lines before its trial counts as lost.
 const ENDED_GRACE: Duration = Duration::from_secs(10);
+/// Slot jobs on their way at first (each round of Ray job starts costs
+/// seconds: a small cluster fills in one round, a large one in doubling
+/// rounds from here).
+const FIRST_ROUND: usize = 2;
 /// The job metadata key naming the trials folder a slot works for.
 pub(crate) const SLOTS_METADATA: &str = "flambe_slots_of";
 
@@ -539,10 +543,10 @@ impl Pool {
                 .count();
             // Slow start: Ray queues what does not fit, and a queued slot
             // job costs the head as much as a running one. So no more slots
-            // are on their way than have arrived (at least two): a cluster
-            // with room fills in doubling rounds, a full one gets a few
-            // waiting jobs, not one per trial.
-            let room = connected.max(2).saturating_sub(coming);
+            // are on their way than have arrived (at least FIRST_ROUND): a
+            // cluster with room fills in doubling rounds, a full one gets a
+            // few waiting jobs, not one per trial.
+            let room = connected.max(FIRST_ROUND).saturating_sub(coming);
             let wanted = n.saturating_sub(coming).min(room);
             if wanted == 0 {
                 continue;
