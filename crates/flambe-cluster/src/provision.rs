@@ -66,15 +66,30 @@ impl Probe {
 
 /// One shell round trip that reports what a host has, as `key=value` lines.
 fn probe_script() -> String {
+    // Versions in flambe's places come from the venvs' package metadata:
+    // `ray --version` imports Ray (a second of CPU per host, on every run),
+    // `tensorboard --version` about as much. The tool itself answers only
+    // where there is no metadata, and the login PATH is asked only where
+    // flambe's place lacks the pinned version.
     format!(
         r#"fact() {{ printf '%s=%s\n' "$1" "$2"; }}
 yes() {{ if "$@" >/dev/null 2>&1; then echo yes; else echo no; fi; }}
-fact flambe_ray "$({ray}/bin/ray --version 2>/dev/null | head -n1)"
-fact flambe_tensorboard "$({tensorboard} --version 2>/dev/null | head -n1)"
-p=$(bash -lc 'command -v ray' 2>/dev/null); fact path_ray "$p"
-[ -n "$p" ] && fact path_ray_version "$("$p" --version 2>/dev/null | head -n1)"
-t=$(bash -lc 'command -v tensorboard' 2>/dev/null); fact path_tensorboard "$t"
-[ -n "$t" ] && fact path_tensorboard_version "$("$t" --version 2>/dev/null | head -n1)"
+dist() {{ for d in "$1"/lib/python3*/site-packages/"$2"-*.dist-info; do [ -d "$d" ] || continue; v=${{d##*/"$2"-}}; echo "${{v%.dist-info}}"; return; done; }}
+venv_ok() {{ [ -x "$1/bin/python" ] && [ -x "$(readlink -f "$1/bin/python")" ]; }}
+r=""; [ -x {ray}/bin/ray ] && venv_ok {ray} && r=$(dist {ray} ray)
+if [ -n "$r" ]; then r="ray, version $r"; else r=$({ray}/bin/ray --version 2>/dev/null | head -n1); fi
+fact flambe_ray "$r"
+tv=""; tl=$(readlink -f {tensorboard} 2>/dev/null) && [ -x "$tl" ] && venv_ok "${{tl%/bin/*}}" && tv=$(dist "${{tl%/bin/*}}" tensorboard)
+[ -n "$tv" ] || tv=$({tensorboard} --version 2>/dev/null | head -n1)
+fact flambe_tensorboard "$tv"
+case "$r" in *"version {ray_version}"*) ;; *)
+  p=$(bash -lc 'command -v ray' 2>/dev/null); fact path_ray "$p"
+  [ -n "$p" ] && fact path_ray_version "$("$p" --version 2>/dev/null | head -n1)" ;;
+esac
+case "$tv" in *"{tensorboard_version}"*) ;; *)
+  t=$(bash -lc 'command -v tensorboard' 2>/dev/null); fact path_tensorboard "$t"
+  [ -n "$t" ] && fact path_tensorboard_version "$("$t" --version 2>/dev/null | head -n1)" ;;
+esac
 fact python "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
 fact ensurepip "$(yes python3 -c 'import ensurepip, venv')"
 fact rsync "$(yes command -v rsync)"
@@ -84,7 +99,9 @@ fact dnf "$(yes command -v dnf)"
 fact cloud_init "$(yes command -v cloud-init)"
 "#,
         ray = RemoteHome::relative().ray(),
-        tensorboard = RemoteHome::relative().tensorboard_link()
+        tensorboard = RemoteHome::relative().tensorboard_link(),
+        ray_version = RAY_VERSION,
+        tensorboard_version = TENSORBOARD_VERSION,
     )
 }
 

@@ -121,9 +121,9 @@ pub async fn follow(
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 // The driver exits as soon as the run ends, taking its site
                 // with it: then the run's status marker says how it ended.
-                if since.elapsed() > Duration::from_secs(2)
-                    && running_driver(cluster.orchestrator()).await?.is_none()
-                {
+                // Asked at once (one command over the open connection): a
+                // short run's end is then seen within a poll.
+                if running_driver(cluster.orchestrator()).await?.is_none() {
                     return Ok(Followed::Ended(ended(cluster, name, stages, None).await?));
                 }
                 if since.elapsed() > DRIVER_SILENCE {

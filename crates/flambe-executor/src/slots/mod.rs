@@ -20,6 +20,8 @@
 //!   worker's spec ([`SlotSpec`]).
 //! - `pool`: the driver's side: the queue of trials, the workers by shape,
 //!   their Ray jobs (submitted, watched, stopped).
+//! - `capacity`: how many slots of a shape the cluster holds at once (no
+//!   more are submitted).
 //! - `worker`: `flambe slot-run`.
 //! - `feed`: `flambe slot-feed`, the relay between ssh and the socket.
 //!
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod capacity;
 mod feed;
 mod pool;
 mod worker;

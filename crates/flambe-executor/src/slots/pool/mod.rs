@@ -8,20 +8,20 @@
 //! slot jobs are submitted (idle workers of other shapes are let go first,
 //! so their slots return to Ray).
 
-use super::{FromWorker, LINGER, SlotSpec, ToWorker, line_of};
+use super::capacity::Capacity;
+use super::{FromWorker, LINGER, SlotSpec, ToWorker};
 use crate::ray::{stop_job, submit_job};
 use crate::wrapper::{Message, encode_hex};
 use crate::{JobEvent, JobSpec, Outcome};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// How often the slots' Ray jobs are looked at (one list call for all).
-const POLL: Duration = Duration::from_secs(1);
+mod io;
+
 /// How long a connected worker whose Ray job has ended gets for its last
 /// lines before its trial counts as lost.
 const ENDED_GRACE: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ pub(crate) fn trials_folder(metrics: &Path) -> String {
         .unwrap_or_default()
 }
 
-enum Command {
+pub(super) enum Command {
     Launch(Box<JobSpec>),
     Cancel(String),
     CancelAll,
@@ -79,6 +79,8 @@ enum Command {
     },
     /// The slots' Ray jobs that have ended: status and message.
     Ended(HashMap<String, (String, String)>),
+    /// What the cluster can hold, read again now and then.
+    Capacity(Capacity),
     /// The executor is gone (the driver ends).
     Shutdown,
 }
@@ -128,8 +130,8 @@ impl SlotPool {
             std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         }
         let (commands, rx) = mpsc::unbounded_channel();
-        let accepting = tokio::spawn(accept(listener, commands.clone()));
-        tokio::spawn(poll_jobs(
+        let accepting = tokio::spawn(io::accept(listener, commands.clone()));
+        tokio::spawn(io::poll_jobs(
             setup.client.clone(),
             setup.base.clone(),
             setup.run.clone(),
@@ -142,6 +144,7 @@ impl SlotPool {
             workers: HashMap::new(),
             submitted: 0,
             commands: commands.downgrade(),
+            capacity: None,
         };
         tokio::spawn(pool.serve(rx));
         Ok(SlotPool {
@@ -161,92 +164,6 @@ impl SlotPool {
 
     pub(crate) fn cancel_all(&self) {
         let _ = self.commands.send(Command::CancelAll);
-    }
-}
-
-/// Accept workers' connections: each says which slot it is, then reports.
-async fn accept(listener: tokio::net::UnixListener, commands: mpsc::UnboundedSender<Command>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let commands = commands.clone();
-        tokio::spawn(async move {
-            let (reader, mut writer) = stream.into_split();
-            let mut lines = BufReader::new(reader).lines();
-            let Ok(Some(first)) = lines.next_line().await else {
-                return;
-            };
-            let Ok(FromWorker::Hello { slot }) = serde_json::from_str(&first) else {
-                return;
-            };
-            let (to_worker, mut outgoing) = mpsc::unbounded_channel::<ToWorker>();
-            tokio::spawn(async move {
-                while let Some(message) = outgoing.recv().await {
-                    if writer.write_all(&line_of(&message)).await.is_err() {
-                        break;
-                    }
-                }
-                // Let go (or the pool is gone): the worker hears the end.
-                let _ = writer.shutdown().await;
-            });
-            let _ = commands.send(Command::Connected {
-                slot: slot.clone(),
-                to_worker,
-            });
-            while let Ok(Some(line)) = lines.next_line().await {
-                match serde_json::from_str::<FromWorker>(&line) {
-                    Ok(message) => {
-                        let _ = commands.send(Command::From {
-                            slot: slot.clone(),
-                            message,
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(%slot, error = %e, "unreadable line from a slot worker")
-                    }
-                }
-            }
-            let _ = commands.send(Command::Gone { slot });
-        });
-    }
-}
-
-/// Look at the slots' Ray jobs every [`POLL`], and tell the pool which
-/// have ended; stops when the pool is gone.
-async fn poll_jobs(
-    client: reqwest::Client,
-    base: String,
-    run: String,
-    commands: mpsc::WeakUnboundedSender<Command>,
-) {
-    let mut ticks = tokio::time::interval(POLL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(commands) = commands.upgrade() else {
-            return;
-        };
-        let Ok(resp) = client.get(format!("{base}/api/jobs/")).send().await else {
-            // The head does not answer: a lost slot shows as a lost feed.
-            if commands.send(Command::Ended(HashMap::new())).is_err() {
-                return;
-            }
-            continue;
-        };
-        let jobs: Vec<Value> = resp.json().await.unwrap_or_default();
-        let ended =
-            jobs.iter()
-                .filter_map(|j| {
-                    let id = j["submission_id"].as_str()?;
-                    let status = j["status"].as_str()?;
-                    (id.starts_with(&run) && matches!(status, "SUCCEEDED" | "FAILED" | "STOPPED"))
-                        .then(|| {
-                            let message = j["message"].as_str().unwrap_or("no message");
-                            (id.to_string(), (status.to_string(), message.to_string()))
-                        })
-                })
-                .collect();
-        if commands.send(Command::Ended(ended)).is_err() {
-            return;
-        }
     }
 }
 
@@ -276,6 +193,8 @@ struct Pool {
     workers: HashMap<String, Worker>,
     submitted: u64,
     commands: mpsc::WeakUnboundedSender<Command>,
+    /// What the cluster holds, once read.
+    capacity: Option<Capacity>,
 }
 
 impl Pool {
@@ -343,6 +262,10 @@ impl Pool {
                 }
             }
             Command::Ended(ended) => self.tick(&ended),
+            Command::Capacity(capacity) => {
+                self.capacity = Some(capacity);
+                self.dispatch();
+            }
             Command::Shutdown => {}
         }
     }
@@ -541,13 +464,25 @@ impl Pool {
                 .values()
                 .filter(|w| w.shape == shape && w.to_worker.is_some())
                 .count();
-            // Slow start: Ray queues what does not fit, and a queued slot
-            // job costs the head as much as a running one. So no more slots
-            // are on their way than have arrived (at least FIRST_ROUND): a
-            // cluster with room fills in doubling rounds, a full one gets a
-            // few waiting jobs, not one per trial.
-            let room = connected.max(FIRST_ROUND).saturating_sub(coming);
-            let wanted = n.saturating_sub(coming).min(room);
+            let bound = self
+                .capacity
+                .as_ref()
+                .and_then(|c| c.slots(f64::from_bits(shape.cpu_bits), shape.gpus));
+            let wanted = match bound {
+                // No more slots of a shape than the cluster holds (one at
+                // least: what fits nowhere waits in Ray, as a job would).
+                Some(bound) => n
+                    .saturating_sub(coming)
+                    .min(bound.max(1).saturating_sub(coming + connected)),
+                // Slow start where the cluster's size is unknown: no more
+                // slots on their way than have arrived (at least
+                // FIRST_ROUND), so a cluster with room fills in doubling
+                // rounds and a full one gets a few waiting jobs, not one
+                // per trial.
+                None => n
+                    .saturating_sub(coming)
+                    .min(connected.max(FIRST_ROUND).saturating_sub(coming)),
+            };
             if wanted == 0 {
                 continue;
             }
