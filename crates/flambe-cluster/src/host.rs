@@ -314,7 +314,7 @@ impl Host {
     }
 
     /// A finished command's stdout, or the error of its failure.
-    pub(crate) fn check_output(&self, command: &str, out: Output) -> Result<String, HostError> {
+    fn check_output(&self, command: &str, out: Output) -> Result<String, HostError> {
         if out.code == Some(0) {
             return Ok(out.stdout);
         }

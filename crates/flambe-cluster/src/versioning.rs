@@ -113,33 +113,20 @@ pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
     let remote = RemoteHome::relative();
     let versioned = remote.flambe_build(&hash);
     // Through the command's stdin: a bare host needs no rsync for this.
-    // Compressed (gzip, which every Linux has, at its fastest level: the
-    // build shrinks to ~40 %): each host is sent the whole binary, and on
-    // many hosts those bytes through ssh are most of a cold bring-up.
-    let bytes = binary_bytes(&exe).map_err(|e| HostError::Other {
+    let bytes = std::fs::read(&exe).map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the local flambe binary {}: {e}", exe.display()),
     })?;
-    let receive = |unpack: &str| {
-        format!(
-            "mkdir -p {bin} && {unpack} > {versioned}.part && chmod 755 {versioned}.part && \
-             sha256sum {versioned}.part | cut -d' ' -f1",
-            bin = remote.bin()
-        )
-    };
-    let sent = host
-        .run_with_input(
-            &receive("{ command -v gzip >/dev/null 2>&1 || exit 97; gzip -dc; }"),
-            Some(&bytes.gzip),
+    let got = host
+        .check_output_of(
+            &format!(
+                "mkdir -p {bin} && cat > {versioned}.part && chmod 755 {versioned}.part && \
+                 sha256sum {versioned}.part | cut -d' ' -f1",
+                bin = remote.bin()
+            ),
+            Some(&bytes),
         )
         .await?;
-    let got = if sent.code == Some(97) {
-        // No gzip there: the binary as it is.
-        host.check_output_of(&receive("cat"), Some(&bytes.plain))
-            .await?
-    } else {
-        host.check_output(&receive("gzip -dc"), sent)?
-    };
     if got.trim() != hash {
         return Err(HostError::Other {
             host: host.name().to_string(),
@@ -155,32 +142,6 @@ pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
     host.check(&format!("ln -sfn flambe-{hash} {}", remote.flambe()))
         .await?;
     Ok(Shipped::Sent)
-}
-
-/// The local binary as it is shipped: whole, and gzipped (made once).
-struct BinaryBytes {
-    plain: Vec<u8>,
-    gzip: Vec<u8>,
-}
-
-fn binary_bytes(exe: &Path) -> Result<&'static BinaryBytes, String> {
-    // Made by the first host that needs it; the others wait for it
-    // rather than compress it again.
-    static BYTES: OnceLock<Result<BinaryBytes, String>> = OnceLock::new();
-    BYTES
-        .get_or_init(|| {
-            use std::io::Write;
-            let plain = std::fs::read(exe).map_err(|e| e.to_string())?;
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(plain.len() / 2),
-                flate2::Compression::fast(),
-            );
-            encoder.write_all(&plain).map_err(|e| e.to_string())?;
-            let gzip = encoder.finish().map_err(|e| e.to_string())?;
-            Ok(BinaryBytes { plain, gzip })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
 }
 
 /// What `flambe --version` does here: the shipped copy must do the same on a

@@ -134,14 +134,18 @@ pub fn read_report(dir: &Path, exp: &Experiment) -> rusqlite::Result<Report> {
 /// The ranked rows of one stage and who survives it.
 pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResult> {
     let trials = store.stage_trials(&stage.name)?;
+    // One statement per table for the whole stage, not three per trial.
+    let mut summaries = match &stage.metric {
+        Some(m) => store.stage_metric_summaries(&stage.name, m, stage.mode == Mode::Max)?,
+        None => Default::default(),
+    };
+    let attempts = store.stage_attempt_counts(&stage.name)?;
+    let mut schedules = store.stage_schedules(&stage.name)?;
     let mut rows = Vec::with_capacity(trials.len());
     for t in trials {
-        let summary = match &stage.metric {
-            Some(m) => store.metric_summary(&t.id, m, stage.mode == Mode::Max)?,
-            None => MetricSummary::default(),
-        };
-        let attempts = store.attempt_count(&t.id)?;
-        let schedule = store.schedule(&t.id)?;
+        let summary = summaries.remove(&t.id).unwrap_or_default();
+        let attempts = attempts.get(&t.id).copied().unwrap_or(0);
+        let schedule = schedules.remove(&t.id).unwrap_or_default();
         rows.push(row(stage, t, summary, attempts, schedule));
     }
     rows.sort_by(|a, b| rank(stage.mode, a, b));

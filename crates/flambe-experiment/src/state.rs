@@ -122,6 +122,26 @@ pub struct MetricSummary {
     pub steps: usize,
 }
 
+impl MetricSummary {
+    /// Take the next value, in step order: the last so far, and the best
+    /// if strictly better (a tie keeps the earlier step).
+    fn add(&mut self, step: i64, value: f64, maximize: bool) {
+        self.steps += 1;
+        self.last = Some(value);
+        let better = match self.best {
+            None => true,
+            Some(b) if maximize => value > b,
+            Some(b) => value < b,
+        };
+        if better {
+            self.best = Some(value);
+            self.best_step = Some(step);
+        }
+    }
+}
+
+mod stage_tables;
+
 /// The durable record of a run: trials, attempts, metrics (SQLite, WAL).
 pub struct Store {
     conn: Connection,
@@ -332,24 +352,10 @@ impl Store {
             "SELECT step, value FROM metrics WHERE trial = ?1 AND name = ?2
              AND attempt = (SELECT attempt FROM trials WHERE id = ?1) ORDER BY step",
         )?;
-        let rows: Vec<(i64, f64)> = stmt
-            .query_map(params![id, metric], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_>>()?;
-        let mut summary = MetricSummary {
-            steps: rows.len(),
-            last: rows.last().map(|r| r.1),
-            ..MetricSummary::default()
-        };
-        for (step, value) in rows {
-            let better = match summary.best {
-                None => true,
-                Some(b) if maximize => value > b,
-                Some(b) => value < b,
-            };
-            if better {
-                summary.best = Some(value);
-                summary.best_step = Some(step);
-            }
+        let mut rows = stmt.query(params![id, metric])?;
+        let mut summary = MetricSummary::default();
+        while let Some(r) = rows.next()? {
+            summary.add(r.get(0)?, r.get(1)?, maximize);
         }
         Ok(summary)
     }
@@ -387,16 +393,12 @@ impl Store {
             other => other?,
         };
         stmt.query_map([id], |r| {
-            let params: String = r.get(2)?;
-            Ok(Exploited {
-                attempt: r.get(0)?,
-                step: r.get(1)?,
-                params: match serde_json::from_str(&params) {
-                    Ok(Value::Object(m)) => m,
-                    _ => serde_json::Map::new(),
-                },
-                donor: r.get(3)?,
-            })
+            Ok(exploited_of(
+                r.get(0)?,
+                r.get(1)?,
+                &r.get::<_, String>(2)?,
+                r.get(3)?,
+            ))
         })?
         .collect()
     }
@@ -408,6 +410,20 @@ impl Store {
         self.conn
             .prepare_cached("SELECT COUNT(*) FROM attempts WHERE trial = ?1")?
             .query_row([id], |r| r.get(0))
+    }
+}
+
+/// A schedule row as an [`Exploited`] (params that are not a JSON map,
+/// which flambe never writes, read as none).
+fn exploited_of(attempt: u32, step: i64, params: &str, donor: String) -> Exploited {
+    Exploited {
+        attempt,
+        step,
+        params: match serde_json::from_str(params) {
+            Ok(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        },
+        donor,
     }
 }
 
