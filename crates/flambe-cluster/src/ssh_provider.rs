@@ -18,7 +18,7 @@ use crate::host::{Host, HostError, shell_quote};
 use crate::plan::{Role, ssh_hosts};
 use crate::remote_home::RemoteHome;
 use crate::state::{ClusterFiles, ClusterState, HostState, ensure_key};
-use crate::versioning::{Shipped, ship_binary};
+use crate::versioning::{Shipped, look_script, ship_binary};
 use flambe_config::SshCluster;
 use futures::future::join_all;
 use serde::Serialize;
@@ -242,19 +242,22 @@ async fn setup_host(
     cfg: &SshCluster,
     public_key: &str,
 ) -> Result<HostReport, HostError> {
-    // The cluster's key, then the host's facts, in one round trip.
+    // The cluster's key, the host's facts, and a look for this build
+    // (made current where it is there), in one round trip.
     let key = shell_quote(public_key);
     let facts = host
         .check(&format!(
-            "umask 077; mkdir -p .ssh && touch .ssh/authorized_keys && chmod 700 .ssh && chmod 600 .ssh/authorized_keys && \
+            "umask 077; {{ mkdir -p .ssh && touch .ssh/authorized_keys && chmod 700 .ssh && chmod 600 .ssh/authorized_keys && \
              (grep -qxF {key} .ssh/authorized_keys || echo {key} >> .ssh/authorized_keys) && \
-             nproc && ((nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true) && uname -sm"
+             nproc && ((nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true); }} || exit 1; {look}",
+            look = look_script()?
         ))
         .await?;
     state.key_installed = true;
     state.key_removed = false;
     let lines: Vec<&str> = facts.lines().collect();
-    let shipped = ship_binary(host).await?;
+    let looked = lines.get(2..).unwrap_or_default().join("\n");
+    let shipped = ship_binary(host, Some(&looked)).await?;
     state.binary = crate::versioning::local_binary().ok().map(|(_, h)| h);
 
     let mut ran = Vec::new();

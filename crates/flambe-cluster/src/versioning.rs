@@ -61,38 +61,53 @@ struct Found {
 /// The marker line after which the host's answer is the build's own.
 const CURRENT: &str = "flambe-build-current";
 
-/// One round trip: the host's platform and, where this build is there
-/// already (its file is named by its sha256, and was checked whole when
-/// it arrived), whether it runs as it does here; if so it is made the
-/// current build at once.
-async fn look(host: &Host, hash: &str, version: &str) -> Result<Found, HostError> {
+/// The shell lines of one look at a host: its platform and, where this
+/// build is there already (its file is named by its sha256, and was
+/// checked whole when it arrived), whether it runs as it does here; if so
+/// it is made the current build at once. Part of the first command a
+/// bring-up runs on a host, so that a host with this build costs no round
+/// trip of its own.
+pub fn look_script() -> Result<String, HostError> {
+    let (exe, hash) = local_binary().map_err(|e| HostError::Other {
+        host: "this machine".to_string(),
+        detail: format!("cannot read the local flambe binary: {e}"),
+    })?;
+    let (_, version) = local_version(&exe);
     let remote = RemoteHome::relative();
-    let versioned = remote.flambe_build(hash);
-    let command = format!(
+    let versioned = remote.flambe_build(&hash);
+    Ok(format!(
         "uname -sm; if test -x {versioned} && [ \"$({versioned} --version 2>/dev/null)\" = {expected} ]; then \
          ln -sfn flambe-{hash} {link} && echo {CURRENT}; fi",
         expected = shell_quote(version.trim_end_matches('\n')),
         link = remote.flambe(),
-    );
-    let out = host.check(&command).await?;
+    ))
+}
+
+/// What [`look_script`] printed.
+fn parse_look(out: &str) -> Found {
     let mut lines = out.lines();
     let mut parts = lines.next().unwrap_or("").split_whitespace();
-    Ok(Found {
+    Found {
         os: parts.next().unwrap_or("").to_lowercase(),
         arch: parts.next().unwrap_or("").to_string(),
         current: lines.any(|l| l.trim() == CURRENT),
-    })
+    }
 }
 
-/// Make sure `host` runs this build; refuse a host it cannot run on. A host
-/// that has it already costs one round trip.
-pub async fn ship_binary(host: &Host) -> Result<Shipped, HostError> {
+/// Make sure `host` runs this build; refuse a host it cannot run on.
+/// `looked` is what [`look_script`] printed there, when it was part of an
+/// earlier command; else it is run now. A host that has the build costs
+/// nothing more.
+pub async fn ship_binary(host: &Host, looked: Option<&str>) -> Result<Shipped, HostError> {
     let (exe, hash) = local_binary().map_err(|e| HostError::Other {
         host: host.name().to_string(),
         detail: format!("cannot read the local flambe binary: {e}"),
     })?;
-    let (code, version) = local_version(&exe);
-    let found = look(host, &hash, &version).await?;
+    let (code, _) = local_version(&exe);
+    let found = match looked {
+        Some(out) => parse_look(out),
+        None => parse_look(&host.check(&look_script()?).await?),
+    };
     let (local_os, local_arch) = local_platform();
     if found.os != local_os || found.arch != local_arch {
         return Err(HostError::Unmet {
