@@ -113,3 +113,19 @@ pub(super) async fn poll_jobs(
         }
     }
 }
+
+/// The last lines a slot job printed (its worker's error, when it could
+/// not reach the driver), from Ray's log of it.
+pub(super) async fn last_words(client: &reqwest::Client, base: &str, slot: &str) -> Option<String> {
+    let resp = client
+        .get(format!("{base}/api/jobs/{slot}/logs"))
+        .send()
+        .await
+        .ok()?;
+    let logs: Value = resp.json().await.ok()?;
+    let text = logs["logs"].as_str()?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let said = lines[lines.len().saturating_sub(3)..].join(" / ");
+    let said: String = said.chars().take(600).collect();
+    (!said.is_empty()).then_some(said)
+}

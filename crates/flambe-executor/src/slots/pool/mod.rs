@@ -34,7 +34,7 @@ pub(crate) const SLOTS_METADATA: &str = "flambe_slots_of";
 
 /// A trial's resource needs: workers only take trials of their own shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Shape {
+pub(super) struct Shape {
     cpu_bits: u64,
     gpus: u32,
 }
@@ -81,6 +81,11 @@ pub(super) enum Command {
     Ended(HashMap<String, (String, String)>),
     /// What the cluster can hold, read again now and then.
     Capacity(Capacity),
+    /// A slot job ended before its worker reached the driver, and why.
+    NeverArrived {
+        shape: Shape,
+        why: String,
+    },
     /// The executor is gone (the driver ends).
     Shutdown,
 }
@@ -262,6 +267,10 @@ impl Pool {
                 }
             }
             Command::Ended(ended) => self.tick(&ended),
+            Command::NeverArrived { shape, why } => {
+                self.fail_queued(shape, Outcome::Lost(why));
+                self.dispatch();
+            }
             Command::Capacity(capacity) => {
                 self.capacity = Some(capacity);
                 self.dispatch();
@@ -390,13 +399,25 @@ impl Pool {
             if let Some((status, message)) = ended.get(&slot) {
                 if worker.to_worker.is_none() {
                     // It never reached the driver: a trial of its shape
-                    // fails as a lost job would, and is retried.
+                    // fails as a lost job would (and is retried), with the
+                    // worker's last words from its log, which say why.
                     let shape = worker.shape;
                     self.workers.remove(&slot);
-                    self.fail_queued(
-                        shape,
-                        Outcome::Lost(format!("Ray reports the job {status}: {message}")),
+                    let why = format!("Ray reports the job {status}: {message}");
+                    let (client, base, commands) = (
+                        self.setup.client.clone(),
+                        self.setup.base.clone(),
+                        self.commands.clone(),
                     );
+                    tokio::spawn(async move {
+                        let why = match io::last_words(&client, &base, &slot).await {
+                            Some(said) => format!("{why}; the slot worker said: {said}"),
+                            None => why,
+                        };
+                        if let Some(commands) = commands.upgrade() {
+                            let _ = commands.send(Command::NeverArrived { shape, why });
+                        }
+                    });
                     continue;
                 }
                 let since = *worker.ended_since.get_or_insert(now);
