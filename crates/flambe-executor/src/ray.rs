@@ -1,5 +1,10 @@
 //! Jobs on a Ray cluster, through the Ray Jobs REST API (`/api/jobs/`).
 //!
+//! By default trials go to slot workers (`crate::slots`): Ray jobs that
+//! each run many trials in turn. What follows is the other way, one Ray
+//! job per trial ([`RayExecutor::job_per_trial`]), also the default with
+//! `--ray-address`, and the submit and stop calls both ways share.
+//!
 //! Each job is submitted with its CPUs and GPUs as entrypoint resources, so
 //! Ray places it on a node that has them and sets `CUDA_VISIBLE_DEVICES`.
 //! The entrypoint is `flambe trial-run SPEC` (see [`crate::wrapper`]). The
