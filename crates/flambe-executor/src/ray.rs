@@ -19,7 +19,7 @@ use crate::RayApiError;
 use crate::ray_auth::ray_token;
 use crate::ray_log::{self, LogLines, TailRead};
 use crate::slots::{PoolSetup, SLOTS_METADATA, SlotPool, trials_folder};
-use crate::wrapper::{Message, encode_spec};
+use crate::wrapper::{Heard, Message, encode_spec};
 use crate::{Executor, JobEvent, JobSpec, Outcome};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -490,32 +490,10 @@ impl RayJob {
     }
 
     fn relay(&self, id: &str, line: &str, echo: bool, outcome: &mut Option<Outcome>) {
-        let event = match Message::parse(line) {
-            Some(Message::Started { .. }) => JobEvent::Started {
-                id: id.to_string(),
-                pid: 0,
-                gpus: Vec::new(),
-            },
-            Some(Message::Metric { line, metric }) => JobEvent::Metric {
-                id: id.to_string(),
-                line,
-                metric,
-            },
-            Some(Message::BadLine { line, error }) => JobEvent::BadMetricLine {
-                id: id.to_string(),
-                line,
-                error,
-            },
-            Some(Message::Outcome {
-                exited,
-                detail,
-                timed_out,
-            }) => {
-                *outcome = Some(match (exited, timed_out) {
-                    (Some(code), _) => Outcome::Exited(code),
-                    (None, true) => Outcome::TimedOut,
-                    (None, false) => Outcome::Lost(detail),
-                });
+        let event = match Message::parse(line).map(|m| m.heard(id)) {
+            Some(Heard::Event(event)) => event,
+            Some(Heard::Ended(ended)) => {
+                *outcome = Some(ended);
                 return;
             }
             None if echo => JobEvent::Output {

@@ -381,16 +381,11 @@ impl Store {
 
     /// Every PBT change of a trial's params, in the order they happened.
     pub fn schedule(&self, id: &str) -> Result<Vec<Exploited>> {
-        let stmt = self.conn.prepare_cached(
+        let Some(mut stmt) = self.schedule_statement(
             "SELECT attempt, step, params, donor FROM schedule WHERE trial = ?1 ORDER BY attempt",
-        );
-        // A store written before PBT, opened read-only (a site over old
-        // results), has no schedule: nothing was exploited.
-        let mut stmt = match stmt {
-            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
-                return Ok(Vec::new());
-            }
-            other => other?,
+        )?
+        else {
+            return Ok(Vec::new());
         };
         stmt.query_map([id], |r| {
             Ok(exploited_of(
@@ -401,6 +396,18 @@ impl Store {
             ))
         })?
         .collect()
+    }
+
+    /// A statement over the schedule table; `None` where the store has
+    /// none: a store written before PBT, opened read-only (a site over old
+    /// results), where nothing was exploited.
+    fn schedule_statement(&self, sql: &str) -> Result<Option<rusqlite::CachedStatement<'_>>> {
+        match self.conn.prepare_cached(sql) {
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
     }
 
     /// How many attempts of a trial have started (interrupted ones included).

@@ -61,6 +61,40 @@ impl Message {
     pub fn parse(line: &str) -> Option<Message> {
         serde_json::from_str(line.strip_prefix(PREFIX)?).ok()
     }
+
+    /// What it means to the driver of trial `id`, however it came (a
+    /// job's log, a slot worker's feed).
+    pub(crate) fn heard(self, id: &str) -> Heard {
+        let id = id.to_string();
+        match self {
+            Message::Started { .. } => Heard::Event(JobEvent::Started {
+                id,
+                pid: 0,
+                gpus: Vec::new(),
+            }),
+            Message::Metric { line, metric } => Heard::Event(JobEvent::Metric { id, line, metric }),
+            Message::BadLine { line, error } => {
+                Heard::Event(JobEvent::BadMetricLine { id, line, error })
+            }
+            Message::Outcome {
+                exited,
+                detail,
+                timed_out,
+            } => Heard::Ended(match (exited, timed_out) {
+                (Some(code), _) => Outcome::Exited(code),
+                (None, true) => Outcome::TimedOut,
+                (None, false) => Outcome::Lost(detail),
+            }),
+        }
+    }
+}
+
+/// A wrapper's [`Message`] as the driver takes it.
+pub(crate) enum Heard {
+    /// An event of the running trial.
+    Event(JobEvent),
+    /// How the trial ended (told once its results are back).
+    Ended(Outcome),
 }
 
 /// A spec as the `flambe trial-run` argument: hex of its JSON (no quoting needed).

@@ -44,16 +44,12 @@ impl Store {
 
     /// [`Store::schedule`] of every trial of `stage` that has one.
     pub fn stage_schedules(&self, stage: &str) -> Result<HashMap<String, Vec<Exploited>>> {
-        let stmt = self.conn.prepare_cached(
+        let Some(mut stmt) = self.schedule_statement(
             "SELECT s.trial, s.attempt, s.step, s.params, s.donor FROM schedule s
              JOIN trials t ON t.id = s.trial WHERE t.stage = ?1 ORDER BY s.trial, s.attempt",
-        );
-        // A store written before PBT has no schedule table (see `schedule`).
-        let mut stmt = match stmt {
-            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
-                return Ok(HashMap::new());
-            }
-            other => other?,
+        )?
+        else {
+            return Ok(HashMap::new());
         };
         let mut rows = stmt.query([stage])?;
         let mut schedules: HashMap<String, Vec<Exploited>> = HashMap::new();

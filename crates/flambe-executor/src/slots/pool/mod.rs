@@ -11,7 +11,7 @@
 use super::capacity::Capacity;
 use super::{FromWorker, LINGER, SlotSpec, ToWorker};
 use crate::ray::{stop_job, submit_job};
-use crate::wrapper::{Message, encode_hex};
+use crate::wrapper::{Heard, encode_hex};
 use crate::{JobEvent, JobSpec, Outcome};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
@@ -299,27 +299,13 @@ impl Pool {
                 }
                 JobEvent::Output { id, stderr, line }
             }
-            FromWorker::Said { message, .. } => match message {
-                Message::Started { .. } => JobEvent::Started {
-                    id,
-                    pid: 0,
-                    gpus: Vec::new(),
-                },
-                Message::Metric { line, metric } => JobEvent::Metric { id, line, metric },
-                Message::BadLine { line, error } => JobEvent::BadMetricLine { id, line, error },
-                Message::Outcome {
-                    exited,
-                    detail,
-                    timed_out,
-                } => {
+            FromWorker::Said { message, .. } => match message.heard(&id) {
+                Heard::Event(event) => event,
+                Heard::Ended(ended) => {
                     let outcome = if assigned.cancelled {
                         Outcome::Cancelled
                     } else {
-                        match (exited, timed_out) {
-                            (Some(code), _) => Outcome::Exited(code),
-                            (None, true) => Outcome::TimedOut,
-                            (None, false) => Outcome::Lost(detail),
-                        }
+                        ended
                     };
                     worker.trial = None;
                     worker.idle_since = Some(Instant::now());
@@ -367,6 +353,11 @@ impl Pool {
                 outcome,
             });
         }
+        self.stop_in_background(slot);
+    }
+
+    /// Ask Ray to stop a slot's job, without waiting for it.
+    fn stop_in_background(&self, slot: &str) {
         let (client, base, slot) = (
             self.setup.client.clone(),
             self.setup.base.clone(),
@@ -532,13 +523,8 @@ impl Pool {
         let coming = self.coming(shape);
         for slot in coming.iter().take(coming.len().saturating_sub(waiting)) {
             self.workers.remove(slot);
-            let (client, base, slot) = (
-                self.setup.client.clone(),
-                self.setup.base.clone(),
-                slot.clone(),
-            );
             tracing::debug!(%slot, "slot job no longer needed: stopped");
-            tokio::spawn(async move { stop_job(&client, &base, &slot).await });
+            self.stop_in_background(slot);
         }
     }
 
