@@ -66,4 +66,4 @@ pub use results::{
     Report, Row, StageResult, read_report, stage_result, stages_without_success, trial_row,
 };
 pub use search::{Params, expand, render_value};
-pub use state::{Status, Store, now as unix_now};
+pub use state::{StagePoint, StagePoints, Status, Store, now as unix_now};

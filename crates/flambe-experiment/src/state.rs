@@ -141,6 +141,7 @@ impl MetricSummary {
 }
 
 mod stage_tables;
+pub use stage_tables::{StagePoint, StagePoints};
 
 /// The durable record of a run: trials, attempts, metrics (SQLite, WAL).
 pub struct Store {

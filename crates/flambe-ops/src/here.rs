@@ -58,7 +58,7 @@ pub async fn run_here<C: Reporter + Observer>(
         });
     }
     let views = match &opts.views {
-        Some(v) => Some(start_views(&dir, v).await?),
+        Some(v) => Some(start_views(&flambe_report::Served::One(dir.clone()), v).await?),
         None => None,
     };
     if let Some(v) = &views {

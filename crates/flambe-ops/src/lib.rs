@@ -39,7 +39,7 @@ pub use here::{HereOptions, HereOutcome, ray_target, run_here};
 pub use hosts::{exec, ssh_target, status};
 pub use on_cluster::{ClusterOutcome, run_on_cluster};
 pub use remote::{pull, serve_cluster_site};
-pub use views::{ViewOptions, Views, results_dir_of, start_views};
+pub use views::{ViewOptions, Views, site_target_of, start_views};
 
 /// The async runtime every operation runs on (two workers: the work is
 /// I/O, and hosts may be small).

@@ -5,7 +5,7 @@ use flambe_config::with_hint;
 use flambe_config::{Runnable, load_file};
 use flambe_experiment::ResultsDir;
 use flambe_report::TensorBoardServer;
-use flambe_report::{Site, SiteOptions, serve};
+use flambe_report::{Served, Site, SiteOptions, serve};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
@@ -38,11 +38,16 @@ impl std::fmt::Debug for Views {
     }
 }
 
-/// Start the site (and TensorBoard) over an experiment's results folder.
-/// Off loopback, the site asks for a token (in its URL).
-pub async fn start_views(dir: &ResultsDir, opts: &ViewOptions) -> anyhow::Result<Views> {
+/// Start the site (and TensorBoard) over an experiment's results folder,
+/// or over a `save_path` of several. Off loopback, the site asks for a
+/// token (in its URL).
+pub async fn start_views(served: &Served, opts: &ViewOptions) -> anyhow::Result<Views> {
+    let folder = match served {
+        Served::One(dir) => dir.path(),
+        Served::Many(root) => root.as_path(),
+    };
     let tensorboard = if opts.tensorboard {
-        TensorBoardServer::launch(dir.path())
+        TensorBoardServer::launch(folder)
     } else {
         None
     };
@@ -56,7 +61,7 @@ pub async fn start_views(dir: &ResultsDir, opts: &ViewOptions) -> anyhow::Result
         token,
         tensorboard: tensorboard.as_ref().map(|t| t.url.clone()),
     };
-    let site = serve(dir.clone(), site_opts).await.with_context(|| {
+    let site = serve(served.clone(), site_opts).await.with_context(|| {
         format!(
             "cannot serve the report site on {}:{}",
             opts.host, opts.port
@@ -65,25 +70,34 @@ pub async fn start_views(dir: &ResultsDir, opts: &ViewOptions) -> anyhow::Result
     Ok(Views { site, tensorboard })
 }
 
-/// A results folder, given directly or as the experiment file that names it.
-pub fn results_dir_of(target: &Path) -> anyhow::Result<ResultsDir> {
+/// What `flambe site TARGET` serves: an experiment's results folder (given
+/// directly or as the experiment file that names it), or a `save_path`
+/// whose folders hold experiments.
+pub fn site_target_of(target: &Path) -> anyhow::Result<Served> {
     if target.is_dir() {
         let dir = ResultsDir::at(target);
-        if !dir.has_state() {
+        if dir.has_state() {
+            return Ok(Served::One(dir));
+        }
+        let holds_experiments = std::fs::read_dir(target)
+            .with_context(|| format!("cannot read {}", target.display()))?
+            .flatten()
+            .any(|e| ResultsDir::at(e.path()).has_state());
+        if !holds_experiments {
             return Err(with_hint(
                 anyhow!(
-                    "{} holds no experiment results (no state.db)",
+                    "{} holds no experiment results (no state.db in it or in its folders)",
                     target.display()
                 ),
-                "give the folder save_path/NAME of an experiment, or its YAML file",
+                "give an experiment's folder (save_path/NAME), its save_path, or its YAML file",
             )
             .into());
         }
-        return Ok(dir);
+        return Ok(Served::Many(target.to_path_buf()));
     }
     let config = load_file(target)?;
     match config.runnable {
-        Runnable::Experiment(e) => Ok(ResultsDir::new(&e.save_path, &e.name)),
+        Runnable::Experiment(e) => Ok(Served::One(ResultsDir::new(&e.save_path, &e.name))),
         other => bail!(
             "{} holds a {}, not an experiment",
             target.display(),

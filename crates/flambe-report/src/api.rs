@@ -3,7 +3,9 @@
 //! the two cannot drift apart.
 //!
 //! - `GET /api/v1/experiment` → [`ExperimentSummary`]
+//! - `GET /api/v1/experiments` → [`ExperimentList`]
 //! - `GET /api/v1/stages/{stage}` → [`StageDetail`]
+//! - `GET /api/v1/stages/{stage}/metrics` → [`StageMetrics`]
 //! - `GET /api/v1/trials/{id}` → [`TrialDetail`]
 //! - `GET /api/v1/trials/{id}/metrics` → [`TrialMetrics`]
 //! - any failure → its HTTP status and an [`ApiErrorBody`]
@@ -171,10 +173,97 @@ pub struct StageDetail {
     pub mode: Mode,
     /// The names of the params its trials vary.
     pub params: Vec<String>,
+    /// Those of them drawn log-uniformly (`!lu`), shown on log axes.
+    #[serde(default)]
+    pub log_params: Vec<String>,
     /// Ids of the trials that go on to the next stage.
     pub survivors: Vec<String>,
     /// Its trials, best first.
     pub trials: Vec<Row>,
+}
+
+/// `GET /api/v1/stages/{stage}/metrics?metric=M&after=CURSOR&points=N`: one
+/// metric's curve for every trial of a stage (its latest attempt).
+///
+/// Without `after`, whole curves, each thinned to at most `points` points
+/// (the extremes of each stretch are kept). With `after` (the `cursor` of
+/// an earlier answer), only the points recorded since, unthinned, unless
+/// there are so many that a whole answer is smaller (`full` says which).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageMetrics {
+    /// The stage.
+    pub stage: String,
+    /// The metric these curves are of (the stage's, unless asked for
+    /// another), or none when the stage reported nothing.
+    pub metric: Option<String>,
+    /// Every metric the stage's trials reported.
+    pub metrics: Vec<String>,
+    /// Ask with `after=cursor` for what comes next.
+    pub cursor: i64,
+    /// Whole curves (replace what you have), or only new points (append).
+    pub full: bool,
+    /// Each trial's curve, by trial id.
+    pub trials: BTreeMap<String, StageCurve>,
+}
+
+/// One trial's points of a [`StageMetrics`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageCurve {
+    /// The attempt they are of: a new one replaces the trial's curve.
+    pub attempt: u32,
+    /// `(step, value)` in step order.
+    pub points: Vec<(i64, f64)>,
+    /// How many points the curve has, when it was thinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinned_from: Option<usize>,
+}
+
+/// `GET /api/v1/experiments`: the experiments this site serves. A site
+/// over one experiment lists it alone, at `href` `./`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentList {
+    /// Several experiments (a `save_path`), each under its own `href`.
+    pub many: bool,
+    /// In name order.
+    pub experiments: Vec<ExperimentEntry>,
+}
+
+/// One experiment of an [`ExperimentList`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentEntry {
+    /// Its name (its folder's name).
+    pub name: String,
+    /// Where its pages are, relative to the site's root (`x/NAME/`).
+    pub href: String,
+    /// Where it stands.
+    pub status: SiteStatus,
+    /// Unix seconds.
+    pub started: Option<f64>,
+    /// Trials done (succeeded, stopped or failed) in all stages.
+    pub done: usize,
+    /// Trials in all stages.
+    pub total: usize,
+    /// Trials running now.
+    pub running: usize,
+    /// Trials that failed.
+    pub failed: usize,
+    /// The best trial of its last stage that has one.
+    pub best: Option<StageBest>,
+    /// Why it could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A stage's best trial, named with its stage and metric.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageBest {
+    /// The stage.
+    pub stage: String,
+    /// Its metric.
+    pub metric: Option<String>,
+    /// The trial and its value.
+    #[serde(flatten)]
+    pub trial: BestTrial,
 }
 
 /// `GET /api/v1/trials/{id}`: a trial's row and the files it wrote.

@@ -16,8 +16,8 @@ mod site;
 mod tensorboard;
 
 pub use api::{
-    ApiErrorBody, BestTrial, ExperimentSummary, SiteStatus, StageDetail, StageSummary, TrialDetail,
-    TrialMetrics,
+    ApiErrorBody, BestTrial, ExperimentEntry, ExperimentList, ExperimentSummary, SiteStatus,
+    StageBest, StageCurve, StageDetail, StageMetrics, StageSummary, TrialDetail, TrialMetrics,
 };
-pub use site::{Site, SiteOptions, new_token, serve};
+pub use site::{Served, Site, SiteOptions, new_token, serve};
 pub use tensorboard::{EventWriter, TensorBoardObserver, TensorBoardServer};

@@ -25,14 +25,14 @@ pub fn run(target: &Path, cluster: Option<&Path>, args: &SiteArgs) -> anyhow::Re
         ))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = flambe_ops::results_dir_of(target)?;
+    let served = flambe_ops::site_target_of(target)?;
     let opts = ViewOptions {
         host: args.site_host,
         port: args.site_port,
         tensorboard: !args.no_tensorboard,
     };
     flambe_ops::runtime()?.block_on(async {
-        let views = flambe_ops::start_views(&dir, &opts).await?;
+        let views = flambe_ops::start_views(&served, &opts).await?;
         // A reader that stops reading (`| head -1`) must not stop the site.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "Report site: {}", views.site.url);
@@ -40,7 +40,11 @@ pub fn run(target: &Path, cluster: Option<&Path>, args: &SiteArgs) -> anyhow::Re
             let _ = writeln!(out, "TensorBoard: {}", tb.url);
         }
         let _ = out.flush();
-        eprintln!("Serving {}; Ctrl-C to stop.", dir.path().display());
+        let folder = match &served {
+            flambe_report::Served::One(dir) => dir.path().to_path_buf(),
+            flambe_report::Served::Many(root) => root.clone(),
+        };
+        eprintln!("Serving {}; Ctrl-C to stop.", folder.display());
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;

@@ -60,4 +60,75 @@ impl Store {
         }
         Ok(schedules)
     }
+
+    /// The points of `metric` in the latest attempts of `stage`'s trials
+    /// recorded after `cursor` (0: all), in trial and step order, and the
+    /// cursor to ask from next time. One read transaction, so a point
+    /// recorded while this reads is either in this answer or after the
+    /// cursor it returns.
+    pub fn stage_metric_points(
+        &self,
+        stage: &str,
+        metric: &str,
+        cursor: i64,
+    ) -> Result<StagePoints> {
+        let tx = self.conn.unchecked_transaction()?;
+        let next: i64 = tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM metrics", [], |r| {
+            r.get(0)
+        })?;
+        let mut points = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT m.trial, m.attempt, m.step, m.value FROM metrics m JOIN trials t
+                 ON t.id = m.trial AND m.attempt = t.attempt
+                 WHERE t.stage = ?1 AND m.name = ?2 AND m.rowid > ?3 AND m.rowid <= ?4
+                 ORDER BY m.trial, m.step",
+            )?;
+            let mut rows = stmt.query(params![stage, metric, cursor, next])?;
+            while let Some(r) = rows.next()? {
+                points.push(StagePoint {
+                    trial: r.get(0)?,
+                    attempt: r.get(1)?,
+                    step: r.get(2)?,
+                    value: r.get(3)?,
+                });
+            }
+        }
+        tx.finish()?;
+        Ok(StagePoints {
+            points,
+            cursor: next,
+        })
+    }
+
+    /// The names of the metrics `stage`'s trials reported, in name order.
+    pub fn stage_metric_names(&self, stage: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT m.name FROM metrics m JOIN trials t ON t.id = m.trial
+             WHERE t.stage = ?1 ORDER BY m.name",
+        )?;
+        stmt.query_map([stage], |r| r.get(0))?.collect()
+    }
+}
+
+/// One point of a stage's curves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagePoint {
+    /// The trial that reported it.
+    pub trial: String,
+    /// Its attempt (the trial's latest when read).
+    pub attempt: u32,
+    /// The step.
+    pub step: i64,
+    /// The value.
+    pub value: f64,
+}
+
+/// [`Store::stage_metric_points`]: points, and where to read on from.
+#[derive(Debug, Clone)]
+pub struct StagePoints {
+    /// In trial, then step order.
+    pub points: Vec<StagePoint>,
+    /// Every point recorded so far has a row id at or below it.
+    pub cursor: i64,
 }

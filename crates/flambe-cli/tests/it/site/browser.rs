@@ -4,7 +4,7 @@
 use super::*;
 
 /// Chromium and playwright-core as scripts/test.sh installs them.
-fn browser_tools() -> Option<(String, String)> {
+pub(super) fn browser_tools() -> Option<(String, String)> {
     let tools = flambe_testbed::tools_dir().display().to_string();
     let playwright = format!("{tools}/node/node_modules/playwright-core");
     let chromium = "/usr/bin/chromium".to_string();
@@ -27,7 +27,7 @@ fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
     // The trials wait until the browser has read the first count, so it
     // sees the count rise however long Chromium takes to start.
     let gate = dir.path().join("browser-is-watching");
-    let config = write_gated_experiment(dir.path(), "browser", 0.4, Some(&gate));
+    let config = write_gated_experiment(dir.path(), "browser", 0.5, Some(&gate));
     let mut run = std::process::Command::new(bin())
         .arg(&config)
         .args(["--cpus", "2", "--no-site"])
@@ -83,6 +83,17 @@ fn a_browser_watches_a_run_sorts_trials_opens_the_best_and_downloads_it() {
         .map(|c| c.as_str().unwrap())
         .collect();
     assert_eq!(counts.last(), Some(&"6/6"));
+    let growth = &seen["growth"];
+    assert!(
+        growth["after"].as_u64() > growth["before"].as_u64(),
+        "the running trial's chart grew: {growth}"
+    );
+    assert_eq!(growth["sameElement"], true, "no page rebuild: {growth}");
+    assert_eq!(
+        growth["sameChart"], true,
+        "the chart was fed, not remade: {growth}"
+    );
+    assert_eq!(growth["connected"], true, "{growth}");
     assert!(counts.len() >= 3, "the count rose live: {counts:?}");
     let sorted: Vec<f64> = seen["sorted"]
         .as_array()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 mod browser;
 mod downloads;
+mod views;
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("flambe")
@@ -182,8 +183,11 @@ fn api_serves_every_view_and_refuses_unknown_ids_and_traversal() {
     }
     for (path, kind) in [
         ("/", "<!doctype html>"),
-        ("/app.js", "\"use strict\""),
+        ("/app.js", "import "),
         ("/style.css", ":root"),
+        ("/stage.js", "export function stageView"),
+        ("/vendor/uPlot.iife.min.js", "var uPlot="),
+        ("/vendor/uPlot.min.css", ".uplot"),
     ] {
         let (s, body) = get(&url, path);
         assert_eq!(s, 200);

@@ -1,0 +1,148 @@
+// Every trial's curve of a stage's metric on one uPlot chart: coloured by
+// rank (warm is best), survivors of `reduce` drawn thicker, trials the
+// scheduler stopped marked with × where they stopped, trials outside a
+// brush greyed. Fed by /stages/{stage}/metrics: one whole answer, then only
+// the points recorded since (the cursor).
+
+import { api, h, fmt, rankColor, tick } from "./util.js";
+
+const FADED = "rgba(150, 150, 150, 0.12)";
+
+export function stageCurves(parent, stageName) {
+  const el = h("div", { class: "chart curves", "data-testid": "stage-curves" });
+  const title = h("span", { class: "chart-title" }, "learning curves");
+  const tip = h("div", { class: "tip", role: "status", "aria-live": "polite", hidden: true });
+  const plot = h("div", { class: "plot" });
+  el.append(h("div", { class: "chart-head" }, title), plot, tip);
+  parent.append(el);
+  const state = {
+    cursor: 0, metric: null, curves: new Map(), ids: [], rank: new Map(), survivors: new Set(),
+    stopped: new Set(), pass: null, selected: new Set(), zoom: null, u: null,
+  };
+  const colorOf = (id) => {
+    if (state.pass && !state.pass.has(id)) return FADED;
+    const r = state.rank.get(id);
+    return r === undefined ? "rgba(120,120,120,0.5)" : rankColor(r, state.rank.size);
+  };
+  const widthOf = (id) => (state.selected.has(id) ? 3 : state.survivors.has(id) ? 2.2 : 1);
+
+  function hover(u) {
+    const idx = u.cursor.idx;
+    if (idx === null || idx === undefined || u.cursor.left < 0) { tip.hidden = true; return; }
+    let best = null;
+    for (let si = 1; si < u.series.length; si++) {
+      const v = u.data[si][idx];
+      if (v === null || v === undefined) continue;
+      const d = Math.abs(u.valToPos(v, "y") - u.cursor.top);
+      if (!best || d < best.d) best = { d, si, v };
+    }
+    if (!best || best.d > 40) { tip.hidden = true; return; }
+    tip.hidden = false;
+    tip.textContent = `${state.ids[best.si - 1]} · step ${fmt(u.data[0][idx])} · ${state.metric} ${fmt(best.v)}`;
+    tip.style.left = Math.min(u.cursor.left + 60, plot.clientWidth - 200) + "px";
+    tip.style.top = u.cursor.top + 30 + "px";
+  }
+
+  function drawStops(u) {
+    const ctx = u.ctx;
+    let marks = 0;
+    ctx.save();
+    ctx.lineWidth = 2 * devicePixelRatio;
+    for (const id of state.stopped) {
+      const si = state.ids.indexOf(id) + 1;
+      if (si < 1) continue;
+      const ys = u.data[si];
+      let i = ys.length - 1;
+      while (i >= 0 && (ys[i] === null || ys[i] === undefined)) i--;
+      if (i < 0) continue;
+      const x = u.valToPos(u.data[0][i], "x", true), y = u.valToPos(ys[i], "y", true), r = 4 * devicePixelRatio;
+      ctx.strokeStyle = colorOf(id);
+      ctx.beginPath();
+      ctx.moveTo(x - r, y - r); ctx.lineTo(x + r, y + r); ctx.moveTo(x + r, y - r); ctx.lineTo(x - r, y + r);
+      ctx.stroke();
+      marks++;
+    }
+    ctx.restore();
+    el.dataset.stoppedMarks = String(marks);
+  }
+
+  function make(data) {
+    if (state.u) {
+      const x = state.u.scales.x;
+      state.zoom = state.zoomed ? [x.min, x.max] : null;
+      state.u.destroy();
+    }
+    const u = new uPlot({
+      width: Math.max(240, plot.clientWidth || 600), height: 300,
+      legend: { show: false },
+      cursor: { points: { show: false } },
+      scales: { x: { time: false } },
+      axes: [{ label: "step", size: 40 }, { size: 56, values: (_, t) => t.map(tick) }],
+      series: [{}, ...state.ids.map((id) => ({ label: id, stroke: () => colorOf(id), width: widthOf(id), spanGaps: true, points: { show: false } }))],
+      hooks: {
+        setCursor: [hover],
+        draw: [drawStops],
+        setScale: [(u, key) => { if (key === "x") { el.dataset.xMin = String(u.scales.x.min); el.dataset.xMax = String(u.scales.x.max); } }],
+        setSelect: [(u) => { if (u.select.width > 4) state.zoomed = true; }],
+      },
+    }, data, plot);
+    u.over.addEventListener("dblclick", () => { state.zoomed = false; });
+    u.over.addEventListener("mouseleave", () => { tip.hidden = true; });
+    if (state.zoom) u.setScale("x", { min: state.zoom[0], max: state.zoom[1] });
+    state.u = u;
+    el._uplot = u;
+  }
+
+  function redraw() {
+    const ids = [...state.curves.keys()].sort((a, b) => (state.rank.get(a) ?? 1e9) - (state.rank.get(b) ?? 1e9) || (a < b ? -1 : 1));
+    const data = ids.length ? uPlot.join(ids.map((id) => [state.curves.get(id).xs, state.curves.get(id).ys])) : [[]];
+    const sameSeries = state.u && ids.length === state.ids.length && ids.every((id, i) => id === state.ids[i]);
+    state.ids = ids;
+    if (sameSeries) {
+      state.ids.forEach((id, i) => { state.u.series[i + 1].width = widthOf(id); });
+      state.u.setData(data, !state.zoomed);
+    } else make(data);
+    el.dataset.series = String(ids.length);
+  }
+
+  return {
+    el,
+    /** Rows best first, the stage's survivors; fetches new points. */
+    async update(rows, survivors) {
+      const q = state.cursor ? `?after=${state.cursor}` : "";
+      const m = await api(`/stages/${encodeURIComponent(stageName)}/metrics${q}`);
+      state.metric = m.metric;
+      title.textContent = m.metric ? `${m.metric}: every trial's curve` : "no metric reported yet";
+      let changed = false;
+      if (m.full) { state.curves.clear(); changed = true; }
+      for (const [id, c] of Object.entries(m.trials)) {
+        let cur = state.curves.get(id);
+        if (!cur || cur.attempt !== c.attempt) { cur = { attempt: c.attempt, xs: [], ys: [] }; state.curves.set(id, cur); }
+        for (const [step, value] of c.points) {
+          if (!cur.xs.length || step > cur.xs[cur.xs.length - 1]) { cur.xs.push(step); cur.ys.push(value); } else {
+            const i = cur.xs.indexOf(step);
+            if (i >= 0) cur.ys[i] = value;
+          }
+        }
+        changed = true;
+      }
+      state.cursor = m.cursor;
+      const rank = new Map(rows.filter((r) => r.best_metric !== null).map((r, i) => [r.id, i]));
+      const stopped = new Set(rows.filter((r) => r.status === "stopped").map((r) => r.id));
+      const looks = JSON.stringify([[...rank], [...stopped], survivors]);
+      if (looks !== state.looks) { state.looks = looks; changed = true; }
+      state.rank = rank; state.stopped = stopped;
+      state.survivors = new Set(survivors.length < rows.length ? survivors : []);
+      if (changed || !state.u) redraw();
+    },
+    /** Grey out trials outside `pass` (a Set of ids), or none (null). */
+    filter(pass) { state.pass = pass; state.u?.redraw(false, false); },
+    select(ids) {
+      state.selected = new Set(ids);
+      if (!state.u) return;
+      state.ids.forEach((id, i) => { state.u.series[i + 1].width = widthOf(id); });
+      state.u.redraw(false, false);
+    },
+    destroy() { state.u?.destroy(); },
+  };
+}
