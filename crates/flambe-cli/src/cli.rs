@@ -91,10 +91,12 @@ pub struct SiteArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the report site of an experiment, running or finished
+    /// Serve the report site of an experiment, running or finished, or of
+    /// every experiment in a save_path
     Site {
-        /// A results folder (save_path/NAME), the experiment's YAML file, or
-        /// with --cluster the experiment's name
+        /// A results folder (save_path/NAME), the experiment's YAML file, a
+        /// save_path holding several experiments, or with --cluster the
+        /// experiment's name
         target: PathBuf,
         /// The experiment ran (or runs) on this cluster
         #[arg(long, value_name = "CLUSTER.yaml")]

@@ -41,6 +41,7 @@ mod error;
 mod extend;
 mod fingerprint;
 mod layout;
+mod live_summaries;
 mod lock;
 mod median;
 mod options;
@@ -59,11 +60,13 @@ pub use error::EngineError;
 pub use extend::{Change, Recorded, recorded as recorded_run};
 pub use fingerprint::diff;
 pub use layout::{ResultsDir, RunStatus, TrialDir, names as result_file_names};
+pub use live_summaries::LiveSummaries;
 pub use lock::acquire as lock_results_dir;
 pub use options::{Event, Observer, RayTarget, RunOptions};
 pub use plan::{ExperimentPlan, StagePlan, plan, trial_id};
 pub use results::{
-    Report, Row, StageResult, read_report, stage_result, stages_without_success, trial_row,
+    Report, Row, StageResult, read_report, stage_result, stage_result_live, stages_without_success,
+    trial_row,
 };
 pub use search::{Params, expand, render_value};
-pub use state::{StagePoint, StagePoints, Status, Store, now as unix_now};
+pub use state::{StageCurvePoints, StagePoints, Status, Store, now as unix_now};

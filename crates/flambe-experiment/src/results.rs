@@ -5,10 +5,12 @@
 //! last attempt (an early-stopped trial keeps what it reached), then by
 //! trial index, so ties always break the same way.
 
+use crate::live_summaries::LiveSummaries;
 use crate::state::{MetricSummary, Status, Store, Trial};
 use flambe_config::{Experiment, Mode, Stage};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// One trial's line of the results table.
@@ -133,12 +135,47 @@ pub fn read_report(dir: &Path, exp: &Experiment) -> rusqlite::Result<Report> {
 
 /// The ranked rows of one stage and who survives it.
 pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResult> {
-    let trials = store.stage_trials(&stage.name)?;
     // One statement per table for the whole stage, not three per trial.
-    let mut summaries = match &stage.metric {
+    let summaries = match &stage.metric {
         Some(m) => store.stage_metric_summaries(&stage.name, m, stage.mode == Mode::Max)?,
         None => Default::default(),
     };
+    ranked(store, stage, summaries)
+}
+
+/// [`stage_result`] for a reader that asks again and again (the report
+/// site): the metric's summaries are kept in `live`, which reads only what
+/// was recorded since it last read.
+pub fn stage_result_live(
+    store: &Store,
+    stage: &Stage,
+    live: &mut LiveSummaries,
+) -> rusqlite::Result<StageResult> {
+    let Some(metric) = &stage.metric else {
+        return ranked(store, stage, Default::default());
+    };
+    let attempts: HashMap<String, u32> = store
+        .stage_trials(&stage.name)?
+        .into_iter()
+        .map(|t| (t.id, t.attempt))
+        .collect();
+    // A summary of an attempt that is no longer the trial's latest is no
+    // summary of it: its new attempt has not reported yet.
+    let summaries = live
+        .refresh(store, &stage.name, metric, stage.mode == Mode::Max)?
+        .into_iter()
+        .filter(|(id, (attempt, _))| attempts.get(id) == Some(attempt))
+        .map(|(id, (_, summary))| (id, summary))
+        .collect();
+    ranked(store, stage, summaries)
+}
+
+fn ranked(
+    store: &Store,
+    stage: &Stage,
+    mut summaries: HashMap<String, MetricSummary>,
+) -> rusqlite::Result<StageResult> {
+    let trials = store.stage_trials(&stage.name)?;
     let attempts = store.stage_attempt_counts(&stage.name)?;
     let mut schedules = store.stage_schedules(&stage.name)?;
     let mut rows = Vec::with_capacity(trials.len());

@@ -125,7 +125,7 @@ pub struct MetricSummary {
 impl MetricSummary {
     /// Take the next value, in step order: the last so far, and the best
     /// if strictly better (a tie keeps the earlier step).
-    fn add(&mut self, step: i64, value: f64, maximize: bool) {
+    pub(crate) fn add(&mut self, step: i64, value: f64, maximize: bool) {
         self.steps += 1;
         self.last = Some(value);
         let better = match self.best {
@@ -141,7 +141,7 @@ impl MetricSummary {
 }
 
 mod stage_tables;
-pub use stage_tables::{StagePoint, StagePoints};
+pub use stage_tables::{StageCurvePoints, StagePoints};
 
 /// The durable record of a run: trials, attempts, metrics (SQLite, WAL).
 pub struct Store {

@@ -48,8 +48,11 @@ async function tick() {
   }
   const shown = current;
   try {
+    const started = performance.now();
     await shown.view.update();
     if (shown !== current) return;
+    // How long an update took (fetch, parse, redraw), for benchmarks.
+    main.dataset.updateMs = (performance.now() - started).toFixed(1);
     problem.hidden = true;
     live.textContent = "live · updated " + new Date().toLocaleTimeString();
   } catch (e) {

@@ -13,7 +13,7 @@ function widthOf(el) {
 }
 
 /** Keep a chart as wide as its element. */
-function fitWidth(el, get) {
+export function fitWidth(el, get) {
   const ro = new ResizeObserver(() => {
     const u = get();
     if (u && Math.abs(u.width - widthOf(el)) > 2) u.setSize({ width: widthOf(el), height: u.height });

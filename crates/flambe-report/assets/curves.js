@@ -2,9 +2,12 @@
 // rank (warm is best), survivors of `reduce` drawn thicker, trials the
 // scheduler stopped marked with × where they stopped, trials outside a
 // brush greyed. Fed by /stages/{stage}/metrics: one whole answer, then only
-// the points recorded since (the cursor).
+// the points recorded since (the cursor). Series are in trial order, so a
+// live stage is fed with setData (a new chart only when trials are added);
+// the best five and the selected are drawn again on top.
 
 import { api, h, fmt, rankColor, tick } from "./util.js";
+import { fitWidth } from "./charts.js";
 
 const FADED = "rgba(150, 150, 150, 0.12)";
 
@@ -16,9 +19,10 @@ export function stageCurves(parent, stageName) {
   el.append(h("div", { class: "chart-head" }, title), plot, tip);
   parent.append(el);
   const state = {
-    cursor: 0, metric: null, curves: new Map(), ids: [], rank: new Map(), survivors: new Set(),
+    cursor: 0, metric: null, curves: new Map(), ids: [], all: [], rank: new Map(), survivors: new Set(),
     stopped: new Set(), pass: null, selected: new Set(), zoom: null, u: null,
   };
+  const ro = fitWidth(plot, () => state.u);
   const colorOf = (id) => {
     if (state.pass && !state.pass.has(id)) return FADED;
     const r = state.rank.get(id);
@@ -41,6 +45,32 @@ export function stageCurves(parent, stageName) {
     tip.textContent = `${state.ids[best.si - 1]} · step ${fmt(u.data[0][idx])} · ${state.metric} ${fmt(best.v)}`;
     tip.style.left = Math.min(u.cursor.left + 60, plot.clientWidth - 200) + "px";
     tip.style.top = u.cursor.top + 30 + "px";
+  }
+
+  /** The best five and the selected trials, again, over the others. */
+  function drawOnTop(u) {
+    const top = [...state.rank].filter(([, r]) => r < 5).map(([id]) => id).concat([...state.selected]);
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(u.bbox.left, u.bbox.top, u.bbox.width, u.bbox.height);
+    ctx.clip();
+    for (const id of new Set(top)) {
+      const si = state.ids.indexOf(id) + 1;
+      if (si < 1 || (state.pass && !state.pass.has(id))) continue;
+      ctx.beginPath();
+      ctx.strokeStyle = colorOf(id);
+      ctx.lineWidth = widthOf(id) * devicePixelRatio;
+      let pen = false;
+      u.data[si].forEach((v, i) => {
+        if (v === null || v === undefined) return;
+        const x = u.valToPos(u.data[0][i], "x", true), y = u.valToPos(v, "y", true);
+        if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+        pen = true;
+      });
+      ctx.stroke();
+    }
+    ctx.restore();
   }
 
   function drawStops(u) {
@@ -81,7 +111,7 @@ export function stageCurves(parent, stageName) {
       series: [{}, ...state.ids.map((id) => ({ label: id, stroke: () => colorOf(id), width: widthOf(id), spanGaps: true, points: { show: false } }))],
       hooks: {
         setCursor: [hover],
-        draw: [drawStops],
+        draw: [drawOnTop, drawStops],
         setScale: [(u, key) => { if (key === "x") { el.dataset.xMin = String(u.scales.x.min); el.dataset.xMax = String(u.scales.x.max); } }],
         setSelect: [(u) => { if (u.select.width > 4) state.zoomed = true; }],
       },
@@ -94,8 +124,9 @@ export function stageCurves(parent, stageName) {
   }
 
   function redraw() {
-    const ids = [...state.curves.keys()].sort((a, b) => (state.rank.get(a) ?? 1e9) - (state.rank.get(b) ?? 1e9) || (a < b ? -1 : 1));
-    const data = ids.length ? uPlot.join(ids.map((id) => [state.curves.get(id).xs, state.curves.get(id).ys])) : [[]];
+    const ids = [...new Set([...state.curves.keys(), ...state.all])].sort();
+    const none = { xs: [], ys: [] };
+    const data = ids.length ? uPlot.join(ids.map((id) => [(state.curves.get(id) || none).xs, (state.curves.get(id) || none).ys])) : [[]];
     const sameSeries = state.u && ids.length === state.ids.length && ids.every((id, i) => id === state.ids[i]);
     state.ids = ids;
     if (sameSeries) {
@@ -107,10 +138,13 @@ export function stageCurves(parent, stageName) {
 
   return {
     el,
-    /** Rows best first, the stage's survivors; fetches new points. */
-    async update(rows, survivors) {
+    /** The points recorded since the last fetch (all, the first time). */
+    fetch() {
       const q = state.cursor ? `?after=${state.cursor}` : "";
-      const m = await api(`/stages/${encodeURIComponent(stageName)}/metrics${q}`);
+      return api(`/stages/${encodeURIComponent(stageName)}/metrics${q}`);
+    },
+    /** New points `m` (from fetch), rows best first, the stage's survivors. */
+    update(m, rows, survivors) {
       state.metric = m.metric;
       title.textContent = m.metric ? `${m.metric}: every trial's curve` : "no metric reported yet";
       let changed = false;
@@ -127,6 +161,7 @@ export function stageCurves(parent, stageName) {
         changed = true;
       }
       state.cursor = m.cursor;
+      state.all = rows.map((r) => r.id);
       const rank = new Map(rows.filter((r) => r.best_metric !== null).map((r, i) => [r.id, i]));
       const stopped = new Set(rows.filter((r) => r.status === "stopped").map((r) => r.id));
       const looks = JSON.stringify([[...rank], [...stopped], survivors]);
@@ -143,6 +178,6 @@ export function stageCurves(parent, stageName) {
       state.ids.forEach((id, i) => { state.u.series[i + 1].width = widthOf(id); });
       state.u.redraw(false, false);
     },
-    destroy() { state.u?.destroy(); },
+    destroy() { ro.disconnect(); state.u?.destroy(); },
   };
 }

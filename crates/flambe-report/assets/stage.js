@@ -16,7 +16,8 @@ export function stageView(main, name, crumbs) {
   const selection = h("span", { class: "muted", "aria-live": "polite" });
   const top = h("div", { class: "grid" });
   const scatters = h("div", { class: "grid small" });
-  main.append(heading, top, h("h2", {}, "the metric by param"), scatters,
+  const scattersHead = h("h2", { hidden: true }, "the metric by param");
+  main.append(heading, top, scattersHead, scatters,
     h("h2", {}, "trials"), h("p", { class: "select-bar" }, compare, " ", selection));
   const tableBox = h("div");
   main.append(tableBox);
@@ -35,7 +36,8 @@ export function stageView(main, name, crumbs) {
 
   return {
     async update() {
-      const s = await api("/stages/" + encodeURIComponent(name));
+      // The stage and its new points are fetched together.
+      const [s, points] = await Promise.all([api("/stages/" + encodeURIComponent(name)), curves.fetch()]);
       if (!table) {
         const metric = s.metric || "metric";
         if (s.params.length) {
@@ -55,6 +57,7 @@ export function stageView(main, name, crumbs) {
       table.update(s.trials, s.survivors);
       pc?.update(s.trials);
       if (plots && s.metric) {
+        scattersHead.hidden = false;
         for (const item of plots) {
           const vals = s.trials.map((t) => t.params[item.p]).filter((v) => v !== null && v !== undefined);
           const kind = (s.log_params || []).includes(item.p) ? "log" : vals.every((v) => typeof v === "number") ? "linear" : "category";
@@ -62,7 +65,7 @@ export function stageView(main, name, crumbs) {
           item.chart.setPoints(s.trials.map((t) => [t.params[item.p], t.best_metric]));
         }
       }
-      await curves.update(s.trials, s.survivors);
+      curves.update(points, s.trials, s.survivors);
       setText(heading, `stage ${name} · ${s.trials.length} trials`);
     },
     destroy() { curves.destroy(); pc?.destroy(); plots?.forEach((x) => x.chart?.destroy()); },

@@ -7,7 +7,12 @@ import { h, fmt, dur, link, setText, setAttr } from "./util.js";
 
 export function trialTable(parent, { params, metricName, mode, onSelect }) {
   const cols = [["id", "trial"], ["status", "status"], ...params.map((p) => [p, p]), ["metric", metricName || "metric"], ["duration", "time"], ["host", "host"]];
-  const ui = { key: null, dir: 1, text: "", pass: null, selected: new Set(), rows: [], byId: new Map() };
+  // A page of rows at first: a table of 2,000 rows costs the browser more
+  // to lay out each second than everything else on the page.
+  const PAGE = 100;
+  const ui = { key: null, dir: 1, text: "", pass: null, selected: new Set(), rows: [], byId: new Map(), all: false, keep: new Set() };
+  const more = h("button", { type: "button", class: "more", hidden: true });
+  more.addEventListener("click", () => { ui.all = !ui.all; render(); });
   const filter = h("input", { type: "search", id: "filter", placeholder: "filter trials…", "aria-label": "filter trials" });
   const count = h("span", { class: "muted", "aria-live": "polite" });
   const heads = cols.map(([k, label]) => {
@@ -24,7 +29,7 @@ export function trialTable(parent, { params, metricName, mode, onSelect }) {
   const table = h("table", { id: "trials" },
     h("caption", { class: "muted" }, "Trials, best first; pick 2–5 to compare."),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, h("span", { class: "sr-only" }, "select")), heads)), tbody);
-  parent.append(h("div", { class: "table-tools" }, filter, count), h("div", { class: "scroll" }, table));
+  parent.append(h("div", { class: "table-tools" }, filter, count), h("div", { class: "scroll" }, table), more);
   filter.addEventListener("input", () => { ui.text = filter.value.toLowerCase(); render(); });
 
   const valueOf = (t, k) => k === "metric" ? t.best_metric : k === "duration" ? t.duration_s : k === "id" || k === "status" || k === "host" ? t[k] : t.params[k];
@@ -50,6 +55,7 @@ export function trialTable(parent, { params, metricName, mode, onSelect }) {
     });
     setAttr(cells[2], "class", "status-" + t.status);
     tr._box.checked = ui.selected.has(t.id);
+    tr.classList.toggle("survivor", ui.keep.has(t.id));
     return tr;
   }
 
@@ -70,18 +76,20 @@ export function trialTable(parent, { params, metricName, mode, onSelect }) {
       setAttr(th, "aria-sort", on ? (ui.dir > 0 ? "ascending" : "descending") : "none");
       setText(th.firstChild, cols.find((c) => c[0] === k)[1] + (on ? (ui.dir > 0 ? " ▲" : " ▼") : ""));
     });
-    const trs = rows.map(rowOf);
+    const shown = ui.all ? rows : rows.slice(0, PAGE);
+    const trs = shown.map(rowOf);
     // Move rows only when the order changed: a stable table keeps focus.
     const same = trs.length === tbody.children.length && trs.every((tr, i) => tbody.children[i] === tr);
     if (!same) tbody.replaceChildren(...trs);
-    setText(count, `${rows.length} of ${ui.rows.length} trials`);
+    setText(count, `${rows.length} of ${ui.rows.length} trials` + (shown.length < rows.length ? `, first ${shown.length} shown` : ""));
+    more.hidden = rows.length <= PAGE;
+    setText(more, ui.all ? `show the first ${PAGE}` : `show all ${rows.length}`);
   }
 
   return {
     update(rows, survivors) {
       ui.rows = rows;
-      const keep = new Set(survivors.length < rows.length ? survivors : []);
-      for (const t of rows) rowOf(t).classList.toggle("survivor", keep.has(t.id));
+      ui.keep = new Set(survivors.length < rows.length ? survivors : []);
       render();
     },
     filter(pass) { ui.pass = pass; render(); },

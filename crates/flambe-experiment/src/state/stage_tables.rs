@@ -22,12 +22,22 @@ impl Store {
         )?;
         let mut rows = stmt.query(params![stage, metric])?;
         let mut summaries: HashMap<String, MetricSummary> = HashMap::new();
+        // Rows come trial by trial: one String per trial, not per point.
+        let mut current: Option<(String, MetricSummary)> = None;
         while let Some(r) = rows.next()? {
-            let trial: String = r.get(0)?;
-            summaries
-                .entry(trial)
-                .or_default()
-                .add(r.get(1)?, r.get(2)?, maximize);
+            let trial = r.get_ref(0)?.as_str()?;
+            if current.as_ref().is_none_or(|(id, _)| id != trial) {
+                if let Some((id, summary)) = current.take() {
+                    summaries.insert(id, summary);
+                }
+                current = Some((trial.to_string(), MetricSummary::default()));
+            }
+            if let Some((_, summary)) = current.as_mut() {
+                summary.add(r.get(1)?, r.get(2)?, maximize);
+            }
+        }
+        if let Some((id, summary)) = current {
+            summaries.insert(id, summary);
         }
         Ok(summaries)
     }
@@ -62,10 +72,10 @@ impl Store {
     }
 
     /// The points of `metric` in the latest attempts of `stage`'s trials
-    /// recorded after `cursor` (0: all), in trial and step order, and the
-    /// cursor to ask from next time. One read transaction, so a point
-    /// recorded while this reads is either in this answer or after the
-    /// cursor it returns.
+    /// recorded after `cursor` (0: all), as one curve per trial in trial
+    /// order, points in step order, and the cursor to ask from next time.
+    /// One read transaction, so a point recorded while this reads is either
+    /// in this answer or after the cursor it returns.
     pub fn stage_metric_points(
         &self,
         stage: &str,
@@ -76,7 +86,7 @@ impl Store {
         let next: i64 = tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM metrics", [], |r| {
             r.get(0)
         })?;
-        let mut points = Vec::new();
+        let mut curves: Vec<StageCurvePoints> = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
                 "SELECT m.trial, m.attempt, m.step, m.value FROM metrics m JOIN trials t
@@ -86,49 +96,63 @@ impl Store {
             )?;
             let mut rows = stmt.query(params![stage, metric, cursor, next])?;
             while let Some(r) = rows.next()? {
-                points.push(StagePoint {
-                    trial: r.get(0)?,
-                    attempt: r.get(1)?,
-                    step: r.get(2)?,
-                    value: r.get(3)?,
-                });
+                // A trial's name is read as text in place: one String per
+                // trial, not per point (a stage of 2,000 × 200 is 400k).
+                let trial = r.get_ref(0)?.as_str()?;
+                let point = (r.get(2)?, r.get(3)?);
+                match curves.last_mut() {
+                    Some(c) if c.trial == trial => c.points.push(point),
+                    _ => curves.push(StageCurvePoints {
+                        trial: trial.to_string(),
+                        attempt: r.get(1)?,
+                        points: vec![point],
+                    }),
+                }
             }
         }
         tx.finish()?;
         Ok(StagePoints {
-            points,
+            curves,
             cursor: next,
         })
     }
 
-    /// The names of the metrics `stage`'s trials reported, in name order.
-    pub fn stage_metric_names(&self, stage: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT DISTINCT m.name FROM metrics m JOIN trials t ON t.id = m.trial
-             WHERE t.stage = ?1 ORDER BY m.name",
-        )?;
-        stmt.query_map([stage], |r| r.get(0))?.collect()
+    /// The names of the metrics `stage`'s trials reported in rows after
+    /// `cursor` (0: all), in name order, and the cursor to ask from next.
+    pub fn stage_metric_names(&self, stage: &str, cursor: i64) -> Result<(Vec<String>, i64)> {
+        let tx = self.conn.unchecked_transaction()?;
+        let next: i64 = tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM metrics", [], |r| {
+            r.get(0)
+        })?;
+        let names = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT DISTINCT m.name FROM metrics m JOIN trials t ON t.id = m.trial
+                 WHERE t.stage = ?1 AND m.rowid > ?2 AND m.rowid <= ?3 ORDER BY m.name",
+            )?;
+            stmt.query_map(params![stage, cursor, next], |r| r.get(0))?
+                .collect::<Result<Vec<String>>>()?
+        };
+        tx.finish()?;
+        Ok((names, next))
     }
 }
 
-/// One point of a stage's curves.
+/// One trial's points of a stage's curves.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StagePoint {
-    /// The trial that reported it.
+pub struct StageCurvePoints {
+    /// The trial that reported them.
     pub trial: String,
-    /// Its attempt (the trial's latest when read).
+    /// Their attempt (the trial's latest when read).
     pub attempt: u32,
-    /// The step.
-    pub step: i64,
-    /// The value.
-    pub value: f64,
+    /// `(step, value)` in step order.
+    pub points: Vec<(i64, f64)>,
 }
 
-/// [`Store::stage_metric_points`]: points, and where to read on from.
+/// [`Store::stage_metric_points`]: curves, and where to read on from.
 #[derive(Debug, Clone)]
 pub struct StagePoints {
-    /// In trial, then step order.
-    pub points: Vec<StagePoint>,
+    /// In trial order.
+    pub curves: Vec<StageCurvePoints>,
     /// Every point recorded so far has a row id at or below it.
     pub cursor: i64,
 }

@@ -9,7 +9,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use flambe_experiment::StagePoint;
+use flambe_experiment::StageCurvePoints;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,10 +40,27 @@ pub(super) async fn stage_curves(
         return Err(error(StatusCode::NOT_FOUND, &format!("no stage `{name}`")));
     };
     let dir = state.dir.path().to_path_buf();
-    let names = snap
-        .store
-        .stage_metric_names(&stage.name)
-        .map_err(|e| internal(&dir, e))?;
+    let names = {
+        // Read on from the last request: the names of a stage of 400,000
+        // points are otherwise a scan of them all, every second.
+        let mut known = state.metric_names.lock().unwrap_or_else(|p| p.into_inner());
+        let (cursor, names) = known.entry(stage.name.clone()).or_default();
+        let (new, next) = snap
+            .store
+            .stage_metric_names(&stage.name, *cursor)
+            .map_err(|e| internal(&dir, e))?;
+        if next < *cursor {
+            names.clear();
+            let (all, _) = snap
+                .store
+                .stage_metric_names(&stage.name, 0)
+                .map_err(|e| internal(&dir, e))?;
+            names.extend(all);
+        }
+        names.extend(new);
+        *cursor = next;
+        names.iter().cloned().collect::<Vec<_>>()
+    };
     let metric = q
         .metric
         .clone()
@@ -77,42 +94,38 @@ pub(super) async fn stage_curves(
         .map_err(|e| internal(&dir, e))?;
     answer.cursor = read.cursor;
     // A catch-up bigger than a whole answer is sent as a whole answer.
-    let mut points = read.points;
-    if after > 0 && points.len() > per_trial * trials {
-        points = snap
+    let mut read_curves = read.curves;
+    let new_points: usize = read_curves.iter().map(|c| c.points.len()).sum();
+    if after > 0 && new_points > per_trial * trials {
+        read_curves = snap
             .store
             .stage_metric_points(&stage.name, &metric, 0)
             .map_err(|e| internal(&dir, e))?
-            .points;
+            .curves;
     } else if after > 0 {
         answer.full = false;
     }
-    answer.trials = curves(points, answer.full.then_some(per_trial));
+    answer.trials = curves(read_curves, answer.full.then_some(per_trial));
     Ok(Json(answer).into_response())
 }
 
-/// Points (in trial, then step order) grouped by trial, each curve thinned
-/// to `limit` when one is given.
-fn curves(points: Vec<StagePoint>, limit: Option<usize>) -> BTreeMap<String, StageCurve> {
-    let mut out: BTreeMap<String, StageCurve> = BTreeMap::new();
-    for p in points {
-        let curve = out.entry(p.trial).or_insert_with(|| StageCurve {
-            attempt: p.attempt,
-            points: Vec::new(),
-            thinned_from: None,
-        });
-        curve.points.push((p.step, p.value));
-    }
-    if let Some(limit) = limit {
-        for curve in out.values_mut() {
-            let n = curve.points.len();
-            if n > limit {
-                curve.points = thin(&curve.points, limit);
-                curve.thinned_from = Some(n);
-            }
-        }
-    }
-    out
+/// Each trial's curve, thinned to `limit` when one is given.
+fn curves(read: Vec<StageCurvePoints>, limit: Option<usize>) -> BTreeMap<String, StageCurve> {
+    read.into_iter()
+        .map(|c| {
+            let n = c.points.len();
+            let (points, thinned_from) = match limit {
+                Some(limit) if n > limit => (thin(&c.points, limit), Some(n)),
+                _ => (c.points, None),
+            };
+            let curve = StageCurve {
+                attempt: c.attempt,
+                points,
+                thinned_from,
+            };
+            (c.trial, curve)
+        })
+        .collect()
 }
 
 /// At most `limit` of `points` (at least 2): the first and the last, and

@@ -88,7 +88,7 @@ fn entry(root: &Path, name: String) -> ExperimentEntry {
             .map_err(|e| super::internal(&dir, e))?
             .unwrap_or_default();
         let exp = serde_json::from_str(&config).map_err(|e| super::internal(&dir, e))?;
-        let summary = summarize(&Snapshot { store, exp }, &dir, None)?;
+        let summary = summarize(&Snapshot { store, exp }, &dir, None, None)?;
         Ok(entry_of(&summary, href.clone()))
     };
     read().unwrap_or_else(|ApiError(_, message)| ExperimentEntry {

@@ -30,12 +30,14 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use flambe_config::{Experiment, ParamSpec};
 use flambe_experiment::Store;
+use flambe_experiment::{LiveSummaries, Row, stage_result, stage_result_live, trial_row};
 use flambe_experiment::{ResultsDir, RunStatus};
-use flambe_experiment::{Row, stage_result, trial_row};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 pub use token::new_token;
 
@@ -63,6 +65,27 @@ pub enum Served {
 pub(super) struct SiteState {
     dir: ResultsDir,
     tensorboard: Option<String>,
+    /// Each stage's metric summaries, read on from where the last request
+    /// left off (pages ask for the ranking every second).
+    live: Mutex<HashMap<String, LiveSummaries>>,
+    /// Each stage's metric names so far, and the cursor they were read to.
+    metric_names: Mutex<HashMap<String, (i64, std::collections::BTreeSet<String>)>>,
+}
+
+/// A stage's ranked rows, read on from `live` when there is one.
+fn ranked_stage(
+    snap: &Snapshot,
+    stage: &flambe_config::Stage,
+    live: Option<&Mutex<HashMap<String, LiveSummaries>>>,
+) -> rusqlite::Result<flambe_experiment::StageResult> {
+    match live {
+        Some(live) => {
+            let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+            let kept = live.entry(stage.name.clone()).or_default();
+            stage_result_live(&snap.store, stage, kept)
+        }
+        None => stage_result(&snap.store, stage),
+    }
 }
 
 /// A running site: its address, and the task serving it.
@@ -115,7 +138,12 @@ pub fn router(served: Served, opts: SiteOptions) -> Router {
 
 /// One experiment's pages and API (no token: the caller's layer checks it).
 fn experiment_routes(dir: ResultsDir, tensorboard: Option<String>) -> Router {
-    let state = Arc::new(SiteState { dir, tensorboard });
+    let state = Arc::new(SiteState {
+        dir,
+        tensorboard,
+        live: Mutex::default(),
+        metric_names: Mutex::default(),
+    });
     assets::routes()
         .route("/api/v1/experiment", get(experiment))
         .route("/api/v1/experiments", get(listing_of_one))
@@ -220,6 +248,7 @@ fn summarize(
     snap: &Snapshot,
     dir: &Path,
     tensorboard: Option<String>,
+    live: Option<&Mutex<HashMap<String, LiveSummaries>>>,
 ) -> Result<ExperimentSummary, ApiError> {
     let meta = |k: &str| snap.store.meta(k).ok().flatten();
     let started = num(meta("started"));
@@ -235,7 +264,7 @@ fn summarize(
     });
     let mut stages = Vec::new();
     for stage in &snap.exp.pipeline {
-        let result = stage_result(&snap.store, stage).map_err(|e| internal(dir, e))?;
+        let result = ranked_stage(snap, stage, live).map_err(|e| internal(dir, e))?;
         stages.push(StageSummary::of(&result, stage.reduce));
     }
     Ok(ExperimentSummary {
@@ -275,13 +304,18 @@ fn entry_of(summary: &ExperimentSummary, href: String) -> ExperimentEntry {
 
 async fn experiment(State(state): State<Arc<SiteState>>) -> ApiResult {
     let snap = snapshot(&state).await?;
-    let summary = summarize(&snap, state.dir.path(), state.tensorboard.clone())?;
+    let summary = summarize(
+        &snap,
+        state.dir.path(),
+        state.tensorboard.clone(),
+        Some(&state.live),
+    )?;
     Ok(Json(summary).into_response())
 }
 
 async fn listing_of_one(State(state): State<Arc<SiteState>>) -> ApiResult {
     let snap = snapshot(&state).await?;
-    let summary = summarize(&snap, state.dir.path(), None)?;
+    let summary = summarize(&snap, state.dir.path(), None, Some(&state.live))?;
     Ok(Json(ExperimentList {
         many: false,
         experiments: vec![entry_of(&summary, "./".into())],
@@ -298,7 +332,8 @@ async fn stage(
     let Some(stage) = snap.exp.stage(&name) else {
         return Err(error(StatusCode::NOT_FOUND, &format!("no stage `{name}`")));
     };
-    let result = stage_result(&snap.store, stage).map_err(|e| internal(state.dir.path(), e))?;
+    let result =
+        ranked_stage(&snap, stage, Some(&state.live)).map_err(|e| internal(state.dir.path(), e))?;
     Ok(Json(StageDetail {
         name: stage.name.clone(),
         metric: stage.metric.clone(),
