@@ -10,15 +10,23 @@ pub fn text(step: &Step<'_>) -> Option<String> {
             name,
             provider: Provider::Ssh,
             hosts,
-        } => format!("Bringing up SSH cluster `{name}` ({hosts} hosts)…"),
+        } => format!(
+            "Bringing up SSH cluster `{name}` ({} hosts)…",
+            hosts.unwrap_or(0)
+        ),
         Step::BringingUp {
             name,
             provider: Provider::Aws,
             hosts,
         } => format!(
             "Bringing up AWS cluster `{name}` (1 orchestrator + {} factories)…",
-            hosts.saturating_sub(1)
+            hosts.unwrap_or(1).saturating_sub(1)
         ),
+        Step::BringingUp {
+            name,
+            provider: Provider::Custom,
+            ..
+        } => format!("Bringing up cluster `{name}`: asking its program for the hosts…"),
         Step::AwsInstances(report) => crate::print::cluster::aws_summary(report),
         Step::ClusterReady {
             seconds,

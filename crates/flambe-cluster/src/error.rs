@@ -64,6 +64,14 @@ pub enum ClusterError {
     UnsetSecret(String),
     #[error("extensions failed to install on {} host(s); no trial was started:\n{}", .failures.len(), .failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n"))]
     Extensions { failures: Vec<InstallFailure> },
+    #[error(transparent)]
+    Custom(#[from] crate::custom::CustomError),
+    #[error("{cause}\nRolled back: {down} ran to release the hosts{}", match .outcome { Ok(()) => ", and they were released".to_string(), Err(e) => format!(", and failed: {e}") })]
+    RolledBack {
+        cause: Box<ClusterError>,
+        down: String,
+        outcome: Result<(), String>,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -130,6 +138,7 @@ impl ClusterError {
             | ClusterError::DownUnreachable { errors, .. }
             | ClusterError::DownPartly { errors, .. } => errors,
             ClusterError::Host(e) => std::slice::from_ref(e),
+            ClusterError::RolledBack { cause, .. } => cause.host_errors(),
             _ => &[],
         }
     }
@@ -150,6 +159,11 @@ impl ClusterError {
             ClusterError::Busy { .. } => "wait for it, or pass --force to stop it and start this one".into(),
             ClusterError::UnsetSecret(var) => format!("export {var}=… (its value goes only to a 0600 file on the orchestrator), then run the same command again"),
             ClusterError::Extensions { .. } => "fix the extension (try `pip install` of it on that host), then run the same command again".into(),
+            ClusterError::Custom(crate::custom::CustomError::Failed { .. } | crate::custom::CustomError::Spawn { .. }) => "run the command by hand in the config file's folder to see why; flambe gives it the cluster's fields on stdin (JSON) and as FLAMBE_FIELD_* variables".into(),
+            ClusterError::Custom(crate::custom::CustomError::NotJson { .. } | crate::custom::CustomError::Shape { .. }) => "`up` must print only the hosts as JSON on stdout: {\"orchestrator\": {\"public\": ADDR, \"private\": ADDR}, \"factories\": [...]} (anything for people goes to stderr)".into(),
+            ClusterError::Custom(crate::custom::CustomError::Protocol { .. }) => "update flambe, or use a version of the plugin that speaks this flambe's protocol".into(),
+            ClusterError::RolledBack { outcome: Ok(()), .. } => "check that the hosts `up` reports run sshd on `port` and are reachable from here (the addresses, `use_public`); then run the same command again".into(),
+            ClusterError::RolledBack { outcome: Err(_), .. } => "release the hosts by hand (or fix `down` and run `flambe cluster down NAME`), then run the same command again".into(),
             _ => return None,
         })
     }

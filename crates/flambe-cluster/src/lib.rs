@@ -16,6 +16,8 @@
 //! - `provision`: what a bare host needs for Ray and TensorBoard, brought
 //!   by flambe (pip, OS packages through sudo) or a per-host error with the fix;
 //! - `ssh_provider`: `!SSHCluster` up (idempotent, resumable setup);
+//! - `custom`: `!CommandCluster` and plugins: a program's hosts, then
+//!   the `!SSHCluster` path; its `down` for down and rollback;
 //! - `cluster`: a known cluster connected, and exec / down;
 //! - `status`: every host of a known cluster probed (`cluster status`);
 //! - `extensions`: the extensions' environment on every host;
@@ -31,6 +33,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod custom;
 mod driver;
 mod error;
 mod extensions;
@@ -47,6 +50,11 @@ mod sync;
 mod versioning;
 
 pub use cluster::{Cluster, Down, down_ssh, known_clusters, load_state};
+pub use custom::{
+    Action as CustomAction, CustomDown, CustomError, CustomHost, CustomHosts, CustomUp,
+    PROTOCOL as CUSTOM_PROTOCOL, down as down_custom, is_custom_cluster,
+    status_text as custom_status, up as up_custom, validate as validate_custom,
+};
 pub use driver::{
     ClusterRunnable, Driver, DriverSpec, LaunchOptions, SITE_PORT, pull, running_driver,
     secret_values,

@@ -160,7 +160,7 @@ pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
 }
 
 /// Does anything answer on the SSH port?
-async fn probe(name: &str, addr: &str, port: u16) -> Result<(), HostError> {
+pub(crate) async fn probe(name: &str, addr: &str, port: u16) -> Result<(), HostError> {
     let fail = |detail: String| HostError::Unreachable {
         host: name.to_string(),
         addr: format!("{addr}:{port}"),

@@ -23,6 +23,9 @@ pub enum Provider {
     /// EC2 instances flambe created (`!AWSCluster`): down terminates them
     /// (the AWS crate keeps its own record of where they are).
     Aws,
+    /// Hosts a program made or found (`!CommandCluster`, a plugin): down
+    /// runs its `down` (its record is `custom.json`).
+    Custom,
 }
 
 impl std::fmt::Display for Provider {
@@ -30,6 +33,7 @@ impl std::fmt::Display for Provider {
         f.write_str(match self {
             Provider::Ssh => "SSH",
             Provider::Aws => "AWS",
+            Provider::Custom => "custom",
         })
     }
 }

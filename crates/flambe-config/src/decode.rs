@@ -65,6 +65,36 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// [`Fields::new`] for a mapping that may carry fields of its own
+    /// (a custom cluster's, for its program): names that are not `known`
+    /// are let through, unless they look like a typo of a known one.
+    pub fn new_open(
+        src: &'a Source,
+        node: &'a Node,
+        what: impl Into<String>,
+        known: &[&str],
+    ) -> Result<Self, ConfigError> {
+        let what = what.into();
+        let all: Vec<&str> = match &node.kind {
+            NodeKind::Map(entries) => entries
+                .iter()
+                .filter_map(|(k, _)| match &k.kind {
+                    NodeKind::Scalar { value, .. } => Some(value.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let extra: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|name| !known.contains(name) && closest(name, known).is_none())
+            .collect();
+        let mut allowed: Vec<&str> = known.to_vec();
+        allowed.extend(extra.iter().copied());
+        Fields::new(src, node, what, &allowed)
+    }
+
     pub fn optional(&mut self, key: &str) -> Option<&'a Node> {
         self.entries.iter().find(|e| e.0 == key).map(|e| e.2)
     }

@@ -47,6 +47,6 @@ mod yaml;
 pub use emit::{experiment_yaml, extensions_yaml, script_yaml};
 pub use error::{ConfigError, Source};
 pub use hint::{Hint, Hinted, with_hint};
-pub use load::{load_file, load_str};
+pub use load::{PathStep, field_error, load_file, load_str, parse_field_path, plugin_program_name};
 pub use model::*;
 pub use template::{Ref, Template, classify as classify_placeholder};

@@ -56,16 +56,20 @@ pub enum Runnable {
     #[serde(rename = "AWSCluster")]
     /// `!AWSCluster`: EC2 instances flambe makes.
     AwsCluster(AwsCluster),
+    /// `!CommandCluster`, or `!FooCluster` served by the plugin
+    /// `flambe-cluster-foo`: hosts made or found by a program.
+    CustomCluster(CustomCluster),
 }
 
 impl Runnable {
     /// The YAML tag, as written (`!Experiment`).
-    pub fn tag(&self) -> &'static str {
+    pub fn tag(&self) -> &str {
         match self {
             Runnable::Experiment(_) => "!Experiment",
             Runnable::Script(_) => "!Script",
             Runnable::SshCluster(_) => "!SSHCluster",
             Runnable::AwsCluster(_) => "!AWSCluster",
+            Runnable::CustomCluster(c) => &c.tag,
         }
     }
 
@@ -76,6 +80,7 @@ impl Runnable {
             Runnable::Script(s) => &s.name,
             Runnable::SshCluster(c) => &c.name,
             Runnable::AwsCluster(c) => &c.name,
+            Runnable::CustomCluster(c) => &c.name,
         }
     }
 }
@@ -481,6 +486,58 @@ pub struct SshCluster {
     pub port: u16,
     /// Commands run once on every host after creation.
     pub setup_cmds: Vec<String>,
+}
+
+/// A cluster whose hosts a program makes or finds: `!CommandCluster`
+/// (shell commands in the file) or a plugin's tag. Everything after the
+/// hosts are known is an `!SSHCluster`'s path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomCluster {
+    /// The tag as written (`!CommandCluster`, `!SlurmCluster`).
+    pub tag: String,
+    /// The cluster's name (`~/.flambe/clusters/NAME`).
+    pub name: String,
+    /// What makes the hosts.
+    pub source: HostSource,
+    /// The login on every host.
+    pub username: String,
+    /// The user's private key, used until the cluster's own key is installed.
+    pub key: PathBuf,
+    /// Connect to the public addresses (else the private ones).
+    pub use_public: bool,
+    /// The SSH port of every host.
+    pub port: u16,
+    /// Commands run once on every host after creation.
+    pub setup_cmds: Vec<String>,
+    /// The document's fields as JSON, for the program (every field, flambe's
+    /// and its own).
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The config file's folder: the commands run there.
+    pub dir: PathBuf,
+    /// The config file, for errors about its fields (a plugin's `validate`).
+    pub file: PathBuf,
+}
+
+/// Where a custom cluster's hosts come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostSource {
+    /// `!CommandCluster`: shell commands, run with `sh -c` in the file's folder.
+    Commands {
+        /// Makes or finds the hosts and prints them as JSON (idempotent).
+        up: String,
+        /// Releases them (`cluster down`, and the rollback of a bring-up
+        /// whose hosts never answered).
+        down: String,
+        /// Says how they stand, when given.
+        status: Option<String>,
+    },
+    /// A plugin on `PATH` (`flambe-cluster-foo` for `!FooCluster`),
+    /// run as `PROGRAM validate|up|down|status`.
+    Plugin {
+        /// The executable found.
+        program: PathBuf,
+    },
 }
 
 /// An `!AWSCluster`: EC2 instances flambe creates and tags.

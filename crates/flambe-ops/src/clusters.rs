@@ -6,7 +6,9 @@ use anyhow::{anyhow, bail};
 use flambe_cluster::Provider;
 use flambe_cluster::{Cluster, UpReport};
 use flambe_config::with_hint;
-use flambe_config::{AwsCluster, ConfigFile, Runnable, SshCluster, load_file};
+use flambe_config::{
+    AwsCluster, ConfigFile, CustomCluster, HostSource, Runnable, SshCluster, load_file,
+};
 use std::path::Path;
 
 /// The cluster a run goes to: machines the user has, or EC2 instances.
@@ -16,6 +18,8 @@ pub enum ClusterConfig<'a> {
     Ssh(&'a SshCluster),
     /// EC2 instances flambe makes.
     Aws(&'a AwsCluster),
+    /// Hosts a program makes or finds (`!CommandCluster`, a plugin).
+    Custom(&'a CustomCluster),
 }
 
 impl ClusterConfig<'_> {
@@ -24,6 +28,7 @@ impl ClusterConfig<'_> {
         match self {
             ClusterConfig::Ssh(c) => &c.name,
             ClusterConfig::Aws(c) => &c.name,
+            ClusterConfig::Custom(c) => &c.name,
         }
     }
 
@@ -32,13 +37,16 @@ impl ClusterConfig<'_> {
         match self {
             ClusterConfig::Ssh(_) => Provider::Ssh,
             ClusterConfig::Aws(_) => Provider::Aws,
+            ClusterConfig::Custom(_) => Provider::Custom,
         }
     }
 
-    fn hosts(&self) -> usize {
+    /// How many hosts it has, where that is known before it is up.
+    fn hosts(&self) -> Option<usize> {
         match self {
-            ClusterConfig::Ssh(c) => 1 + c.factories.len(),
-            ClusterConfig::Aws(c) => 1 + c.factories_num as usize,
+            ClusterConfig::Ssh(c) => Some(1 + c.factories.len()),
+            ClusterConfig::Aws(c) => Some(1 + c.factories_num as usize),
+            ClusterConfig::Custom(_) => None,
         }
     }
 }
@@ -49,6 +57,8 @@ pub enum Upped {
     Ssh(UpReport),
     /// With what happened to the instances.
     Aws(flambe_aws::AwsUp),
+    /// With the hosts the program reported.
+    Custom(flambe_cluster::CustomUp),
 }
 
 impl Upped {
@@ -57,6 +67,7 @@ impl Upped {
         match self {
             Upped::Ssh(r) => r,
             Upped::Aws(r) => &r.ssh,
+            Upped::Custom(r) => &r.ssh,
         }
     }
 }
@@ -75,7 +86,30 @@ pub async fn up(cfg: ClusterConfig<'_>, reporter: &mut dyn Reporter) -> anyhow::
             reporter.step(Step::AwsInstances(&report));
             Ok(Upped::Aws(report))
         }
+        ClusterConfig::Custom(c) => {
+            check_custom(c).await?;
+            Ok(Upped::Custom(flambe_cluster::up_custom(c).await?))
+        }
     }
+}
+
+/// A plugin's verdict on its fields, at the file, line and column of the
+/// first field it finds wrong (the others listed after it), as flambe's
+/// own config errors are. A `!CommandCluster` has nothing to check.
+pub async fn check_custom(c: &CustomCluster) -> anyhow::Result<()> {
+    let errors = flambe_cluster::validate_custom(c).await?;
+    let Some((path, message)) = errors.first() else {
+        return Ok(());
+    };
+    let program = match &c.source {
+        HostSource::Plugin { program } => program.display().to_string(),
+        HostSource::Commands { .. } => String::new(),
+    };
+    let mut text = format!("{message} (said `{program} validate` of `{path}`)");
+    for (path, message) in &errors[1..] {
+        text.push_str(&format!("\n  also, at `{path}`: {message}"));
+    }
+    Err(flambe_config::field_error(&c.file, path, text).into())
 }
 
 /// What `cluster down` did, by provider.
@@ -84,6 +118,8 @@ pub enum Downed {
     Ssh(flambe_cluster::Down),
     /// The AWS cluster: its instances terminated.
     Aws(flambe_aws::AwsDown),
+    /// A custom cluster: its program's `down` ran.
+    Custom(flambe_cluster::CustomDown),
 }
 
 /// Take a known cluster down, as its provider does: SSH hosts lose the
@@ -95,6 +131,9 @@ pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
         // An AWS bring-up that failed before its hosts were recorded still
         // has instances to terminate, by its own record.
         Err(_) if flambe_aws::is_aws_cluster(name) => Provider::Aws,
+        // A custom bring-up that failed before its hosts were recorded
+        // still has hosts to release, by its record.
+        Err(_) if flambe_cluster::is_custom_cluster(name) => Provider::Custom,
         Err(e) => return Err(e.into()),
     };
     match provider {
@@ -111,6 +150,7 @@ pub async fn down(name: &str, purge: bool) -> anyhow::Result<Downed> {
         .into()),
         Provider::Aws => Ok(Downed::Aws(flambe_aws::down(name).await?)),
         Provider::Ssh => Ok(Downed::Ssh(flambe_cluster::down_ssh(name, purge).await?)),
+        Provider::Custom => Ok(Downed::Custom(flambe_cluster::down_custom(name).await?)),
     }
 }
 
@@ -123,6 +163,7 @@ pub fn cluster_target<'a>(
     let target = match &cluster.runnable {
         Runnable::SshCluster(s) => ClusterConfig::Ssh(s),
         Runnable::AwsCluster(a) => ClusterConfig::Aws(a),
+        Runnable::CustomCluster(c) => ClusterConfig::Custom(c),
         other => {
             return Err(with_hint(
                 anyhow!(
@@ -130,14 +171,14 @@ pub fn cluster_target<'a>(
                     cluster.path.display(),
                     other.tag()
                 ),
-                "pass a file tagged !SSHCluster or !AWSCluster",
+                "pass a file tagged !SSHCluster, !AWSCluster, !CommandCluster or a plugin's !FooCluster",
             )
             .into());
         }
     };
     if matches!(
         runnable.runnable,
-        Runnable::SshCluster(_) | Runnable::AwsCluster(_)
+        Runnable::SshCluster(_) | Runnable::AwsCluster(_) | Runnable::CustomCluster(_)
     ) {
         let file = runnable.path.display();
         return Err(with_hint(
@@ -156,8 +197,9 @@ pub fn cluster_of(path: &Path) -> anyhow::Result<String> {
     match load_file(path)?.runnable {
         Runnable::SshCluster(c) => Ok(c.name),
         Runnable::AwsCluster(c) => Ok(c.name),
+        Runnable::CustomCluster(c) => Ok(c.name),
         other => bail!(
-            "{} holds a {}, not a cluster (!SSHCluster or !AWSCluster)",
+            "{} holds a {}, not a cluster (!SSHCluster, !AWSCluster, !CommandCluster or a plugin's)",
             path.display(),
             other.tag()
         ),

@@ -18,8 +18,9 @@ pub enum Step<'a> {
         name: &'a str,
         /// Who makes its hosts.
         provider: Provider,
-        /// Hosts it has (the orchestrator included).
-        hosts: usize,
+        /// Hosts it has (the orchestrator included), when known before
+        /// it is up (a custom cluster's program says).
+        hosts: Option<usize>,
     },
     /// What happened to an AWS cluster's instances.
     AwsInstances(&'a flambe_aws::AwsUp),

@@ -32,7 +32,9 @@ mod on_cluster;
 mod remote;
 mod views;
 
-pub use clusters::{ClusterConfig, Downed, Upped, cluster_of, cluster_target, down, rsync, up};
+pub use clusters::{
+    ClusterConfig, Downed, Upped, check_custom, cluster_of, cluster_target, down, rsync, up,
+};
 pub use events::{Reporter, Step, TensorBoardAt};
 pub use follow::{DriverGone, Ended, Followed, attach, follow};
 pub use here::{HereOptions, HereOutcome, ray_target, run_here};

@@ -15,6 +15,15 @@ pub fn run(name: &str, purge: bool) -> anyhow::Result<ExitCode> {
             down.alarms.len()
         ),
         Downed::Ssh(down) => crate::print::cluster::down_ssh(name, &down),
+        Downed::Custom(down) => {
+            if let Err(e) = &down.keys {
+                eprintln!("warning: the cluster key could not be taken off every host: {e}");
+            }
+            println!(
+                "Cluster `{name}` is down: {} released its hosts; local state (cluster key included) removed.",
+                down.released_by
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,9 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     };
     if args.dry_run {
         super::quit_on_closed_stdout();
+        if let Runnable::CustomCluster(c) = &config.runnable {
+            flambe_ops::runtime()?.block_on(flambe_ops::check_custom(c))?;
+        }
         crate::print::plan::dry_run(&config, cluster.as_ref());
         return Ok(ExitCode::SUCCESS);
     }
@@ -38,6 +41,7 @@ pub fn run(args: RunArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         (Runnable::Script(s), None) => here(&s.as_experiment(), &config, &args, verbose, true),
         (Runnable::SshCluster(c), None) => super::up::run(ClusterConfig::Ssh(c)),
         (Runnable::AwsCluster(c), None) => super::up::run(ClusterConfig::Aws(c)),
+        (Runnable::CustomCluster(c), None) => super::up::run(ClusterConfig::Custom(c)),
         (Runnable::Experiment(exp), Some(to)) => {
             on_cluster(exp, exp, &config, to, &shown, opts, false)
         }

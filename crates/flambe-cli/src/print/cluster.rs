@@ -118,3 +118,34 @@ pub fn status(name: &str, hosts: &[HostStatus]) {
         }
     }
 }
+
+/// The hosts a custom cluster's program reported.
+pub fn custom_hosts(hosts: &flambe_cluster::CustomHosts) {
+    let line = |role: &str, h: &flambe_cluster::CustomHost| {
+        let mut extra = Vec::new();
+        if let Some(name) = &h.name {
+            extra.push(name.clone());
+        }
+        if let Some(cpus) = h.cpus {
+            extra.push(format!("{cpus} CPUs"));
+        }
+        if let Some(gpus) = h.gpus {
+            extra.push(format!("{gpus} GPUs"));
+        }
+        println!(
+            "  {role:<13} {} (private {}){}",
+            h.public,
+            h.private,
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", extra.join(", "))
+            }
+        );
+    };
+    println!("Hosts from the cluster's program:");
+    line("orchestrator", &hosts.orchestrator);
+    for f in &hosts.factories {
+        line("factory", f);
+    }
+}

@@ -42,6 +42,7 @@ fn print_runnable(config: &ConfigFile) {
         }
         Runnable::SshCluster(c) => print_ssh_cluster(c),
         Runnable::AwsCluster(c) => print_aws_cluster(c),
+        Runnable::CustomCluster(c) => print_custom_cluster(c),
     }
 }
 
@@ -222,6 +223,33 @@ fn print_ssh_cluster(c: &SshCluster) {
             host.private
         );
     }
+    print_setup(&c.setup_cmds);
+}
+
+fn print_custom_cluster(c: &flambe_config::CustomCluster) {
+    println!(
+        "{} `{}`: hosts from {}, user `{}`, port {}",
+        c.tag,
+        c.name,
+        match &c.source {
+            flambe_config::HostSource::Commands { .. } => "its `up` command".to_string(),
+            flambe_config::HostSource::Plugin { program } =>
+                format!("the plugin {}", program.display()),
+        },
+        c.username,
+        c.port
+    );
+    if let flambe_config::HostSource::Commands { up, down, status } = &c.source {
+        println!("  up:     {up}");
+        println!("  down:   {down}");
+        if let Some(status) = status {
+            println!("  status: {status}");
+        }
+    }
+    println!(
+        "  connect on the {} addresses",
+        if c.use_public { "public" } else { "private" }
+    );
     print_setup(&c.setup_cmds);
 }
 

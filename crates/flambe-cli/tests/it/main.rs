@@ -14,6 +14,7 @@ mod bare_hosts;
 mod checkpoints;
 mod cli;
 mod cluster_faults;
+mod custom_cluster;
 mod local_run;
 mod orphans;
 mod ray_run;

@@ -4,6 +4,8 @@
 //! and scripts, `clusters` the cluster runnables.
 
 mod clusters;
+mod custom;
+pub use custom::{PathStep, field_error, parse_field_path, plugin_program_name};
 mod experiment;
 mod references;
 mod search;
@@ -22,7 +24,13 @@ use std::time::Duration;
 /// is a page of YAML, and data belongs in `resources`.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-pub const RUNNABLE_TAGS: &[&str] = &["!Experiment", "!Script", "!SSHCluster", "!AWSCluster"];
+pub const RUNNABLE_TAGS: &[&str] = &[
+    "!Experiment",
+    "!Script",
+    "!SSHCluster",
+    "!AWSCluster",
+    "!CommandCluster",
+];
 pub const PARAM_TAGS: &[&str] = &["!g", "!s", "!c", "!u", "!lu", "!i"];
 
 /// Where environment variables come from (the process, or a test's map).
@@ -149,6 +157,12 @@ impl Cx<'_> {
             "!Script" => self.script(node).map(Runnable::Script),
             "!SSHCluster" => self.ssh_cluster(node).map(Runnable::SshCluster),
             "!AWSCluster" => self.aws_cluster(node).map(Runnable::AwsCluster),
+            "!CommandCluster" => self
+                .custom_cluster(node, tag, None)
+                .map(Runnable::CustomCluster),
+            other if other.ends_with("Cluster") => self
+                .plugin_cluster(node, other)
+                .map(Runnable::CustomCluster),
             other => Err(self.unknown_tag(node, other, "runnable", RUNNABLE_TAGS)),
         }
     }
