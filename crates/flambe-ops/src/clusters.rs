@@ -250,3 +250,11 @@ pub async fn rsync(
     cluster.close().await;
     result
 }
+
+/// What a custom cluster's program says of its hosts (`status`), when it
+/// is one and has something to say.
+pub async fn program_status(name: &str) -> Option<anyhow::Result<String>> {
+    flambe_cluster::custom_status(name)
+        .await
+        .map(|r| r.map_err(anyhow::Error::from))
+}

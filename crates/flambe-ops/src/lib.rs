@@ -33,7 +33,8 @@ mod remote;
 mod views;
 
 pub use clusters::{
-    ClusterConfig, Downed, Upped, check_custom, cluster_of, cluster_target, down, rsync, up,
+    ClusterConfig, Downed, Upped, check_custom, cluster_of, cluster_target, down, program_status,
+    rsync, up,
 };
 pub use events::{Reporter, Step, TensorBoardAt};
 pub use follow::{DriverGone, Ended, Followed, attach, follow};

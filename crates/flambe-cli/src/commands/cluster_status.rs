@@ -15,6 +15,11 @@ pub fn run(name: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         for (n, hosts) in &clusters {
             crate::print::cluster::status(n, hosts);
+            match flambe_ops::runtime()?.block_on(flambe_ops::program_status(n)) {
+                Some(Ok(text)) => println!("Its program says:\n{}", text.trim_end()),
+                Some(Err(e)) => eprintln!("warning: cluster `{n}`: {e}"),
+                None => {}
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use assert_cmd::Command;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-// mod end_to_end;
+mod end_to_end;
 mod plugins;
 
 /// A folder with a user key (as a user has one) and a FLAMBE_HOME.
@@ -137,7 +137,7 @@ fn a_command_cluster_s_wrong_answers_say_what_and_where() {
             "{up}: nothing to release"
         );
         assert!(
-            !d.cluster_dir("wrong").join("state.json").exists(),
+            !d.cluster_dir("wrong").join("cluster.json").exists(),
             "{up}: no cluster recorded"
         );
     }
