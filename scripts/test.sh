@@ -20,8 +20,10 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   step "installing test prerequisites into $TOOLS"
   need_apt=()
   # musl-tools: the static build's C compiler (bundled SQLite, aws-lc);
-  # debootstrap and dpkg-dev: the bare test hosts and their apt repository.
-  for pkg in python3-venv rsync openssh-server openssh-client iproute2 chromium musl-tools debootstrap dpkg-dev; do
+  # debootstrap and dpkg-dev: the bare test hosts and their apt repository;
+  # slurmctld, slurmd, slurm-client and munge: a real Slurm for the Slurm
+  # plugin's test (scripts/slurm-testbed.sh runs them on test hosts).
+  for pkg in python3-venv rsync openssh-server openssh-client iproute2 chromium musl-tools debootstrap dpkg-dev slurmctld slurmd slurm-client munge; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
   done
   # Node may come from elsewhere (with its own npm): ask for commands, not packages.

@@ -25,7 +25,7 @@ fn testbed_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed.sh")
 }
 
-fn experiment(dir: &Path, save: &str) -> PathBuf {
+pub(super) fn experiment(dir: &Path, save: &str) -> PathBuf {
     let config = dir.join(format!("{save}.yaml"));
     std::fs::write(
         &config,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 mod end_to_end;
 mod plugins;
+mod slurm;
 
 /// A folder with a user key (as a user has one) and a FLAMBE_HOME.
 struct Dir {
