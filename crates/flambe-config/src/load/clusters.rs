@@ -8,6 +8,15 @@ use crate::error::ConfigError;
 use crate::model::*;
 use crate::yaml::{Node, NodeKind};
 
+/// [`Cx::login`]'s fields.
+pub(super) struct Login {
+    pub username: String,
+    pub key: std::path::PathBuf,
+    pub use_public: bool,
+    pub port: u16,
+    pub setup_cmds: Vec<String>,
+}
+
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
 impl Cx<'_> {
@@ -57,6 +66,36 @@ impl Cx<'_> {
             .map(Option::unwrap_or_default)
     }
 
+    /// How flambe logs in to a cluster's hosts, the fields every cluster
+    /// whose hosts it is handed shares (`!SSHCluster`, custom clusters).
+    pub(super) fn login(&self, f: &mut Fields<'_>) -> Result<Login, ConfigError> {
+        let username_node = f.required("username", "the user to log in as on every host")?;
+        let username = decode::nonempty_string(self.src, username_node, "`username`")?;
+        checks::login_name(self.src, username_node, "`username`", &username)?;
+        let key_node = f.required(
+            "key",
+            "the path of your private SSH key, e.g. `~/.ssh/id_ed25519`",
+        )?;
+        let key = self.path(key_node, "`key`")?;
+        checks::private_key_file(self.src, key_node, "`key`", &key)?;
+        let use_public = match f.optional("use_public") {
+            Some(n) => decode::boolean(self.src, n, "`use_public`")?,
+            None => true,
+        };
+        let port = match f.optional("port") {
+            Some(n) => decode::int(self.src, n, "`port`", 1, 65535)? as u16,
+            None => 22,
+        };
+        let setup_cmds = self.setup_cmds(f)?;
+        Ok(Login {
+            username,
+            key,
+            use_public,
+            port,
+            setup_cmds,
+        })
+    }
+
     pub(super) fn ssh_cluster(&self, node: &Node) -> Result<SshCluster, ConfigError> {
         let mut f = Fields::new(
             self.src,
@@ -104,24 +143,13 @@ impl Cx<'_> {
             }
             factories.push(addr);
         }
-        let username_node = f.required("username", "the user to log in as on every host")?;
-        let username = decode::nonempty_string(self.src, username_node, "`username`")?;
-        checks::login_name(self.src, username_node, "`username`", &username)?;
-        let key_node = f.required(
-            "key",
-            "the path of your private SSH key, e.g. `~/.ssh/id_ed25519`",
-        )?;
-        let key = self.path(key_node, "`key`")?;
-        checks::private_key_file(self.src, key_node, "`key`", &key)?;
-        let use_public = match f.optional("use_public") {
-            Some(n) => decode::boolean(self.src, n, "`use_public`")?,
-            None => true,
-        };
-        let port = match f.optional("port") {
-            Some(n) => decode::int(self.src, n, "`port`", 1, 65535)? as u16,
-            None => 22,
-        };
-        let setup_cmds = self.setup_cmds(&mut f)?;
+        let Login {
+            username,
+            key,
+            use_public,
+            port,
+            setup_cmds,
+        } = self.login(&mut f)?;
         Ok(SshCluster {
             name,
             orchestrator,

@@ -7,7 +7,6 @@
 //! cluster crate), and `field_error` puts its answer at file:line:col.
 
 use super::Cx;
-use crate::checks;
 use crate::decode::{self, Fields};
 use crate::error::{ConfigError, Source};
 use crate::model::*;
@@ -77,28 +76,13 @@ impl Cx<'_> {
         }
         let mut f = Fields::new_open(self.src, node, what.as_str(), &known)?;
         let name = self.name(&mut f)?;
-        let username_node = f.required("username", "the user to log in as on every host")?;
-        let username = decode::nonempty_string(self.src, username_node, "`username`")?;
-        checks::login_name(self.src, username_node, "`username`", &username)?;
-        let key_node = f.required(
-            "key",
-            "the path of your private SSH key, e.g. `~/.ssh/id_ed25519`",
-        )?;
-        let key = self.path(key_node, "`key`")?;
-        checks::private_key_file(self.src, key_node, "`key`", &key)?;
-        let use_public = match f.optional("use_public") {
-            Some(n) => decode::boolean(self.src, n, "`use_public`")?,
-            None => true,
-        };
-        let port = match f.optional("port") {
-            Some(n) => decode::int(self.src, n, "`port`", 1, 65535)? as u16,
-            None => 22,
-        };
-        let setup_cmds = f
-            .optional("setup_cmds")
-            .map(|n| decode::string_list(self.src, n, "`setup_cmds`"))
-            .transpose()?
-            .unwrap_or_default();
+        let super::clusters::Login {
+            username,
+            key,
+            use_public,
+            port,
+            setup_cmds,
+        } = self.login(&mut f)?;
         let source = match source {
             Some(plugin) => plugin,
             None => {

@@ -25,7 +25,7 @@ fn testbed_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed.sh")
 }
 
-pub(super) fn experiment(dir: &Path, save: &str) -> PathBuf {
+fn experiment(dir: &Path, save: &str) -> PathBuf {
     let config = dir.join(format!("{save}.yaml"));
     std::fs::write(
         &config,
@@ -52,6 +52,51 @@ pipeline:
     )
     .unwrap();
     config
+}
+
+/// Run [`experiment`] on `cluster` and pull its results: (folder, rows).
+pub(super) fn run_and_pull(d: &Dir, cluster: &Path, env: &[(&str, &str)]) -> (PathBuf, Vec<Value>) {
+    let remote = experiment(d.path(), "there");
+    let (code, out, err) = d.run(
+        &[
+            remote.as_os_str(),
+            "--cluster".as_ref(),
+            cluster.as_os_str(),
+            "--no-site".as_ref(),
+        ],
+        env,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pulled = d.path().join("pulled");
+    let (code, out, err) = d.run(
+        &[
+            "pull".as_ref(),
+            "custom".as_ref(),
+            "--cluster".as_ref(),
+            cluster.as_os_str(),
+            "--to".as_ref(),
+            pulled.as_os_str(),
+        ],
+        env,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let rows = serde_json::from_str(&std::fs::read_to_string(pulled.join("results.json")).unwrap())
+        .unwrap();
+    (pulled, rows)
+}
+
+/// Where the train stage's trials ran, as each wrote it.
+pub(super) fn train_hosts(pulled: &Path, rows: &[Value]) -> std::collections::BTreeSet<String> {
+    rows.iter()
+        .filter(|r| r["stage"] == "train")
+        .map(|r| {
+            let id = r["id"].as_str().unwrap();
+            std::fs::read_to_string(pulled.join("trials").join(id).join("out/host"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect()
 }
 
 #[test]
@@ -126,33 +171,7 @@ cat hosts.json
     assert_eq!(state["hosts"].as_array().unwrap().len(), 3);
 
     // The experiment on the cluster (up runs again: it is idempotent).
-    let remote = experiment(d.path(), "there");
-    let (code, out, err) = d.run(
-        &[
-            remote.as_os_str(),
-            "--cluster".as_ref(),
-            cluster.as_os_str(),
-            "--no-site".as_ref(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    let pulled = d.path().join("pulled");
-    let (code, out, err) = d.run(
-        &[
-            "pull".as_ref(),
-            "custom".as_ref(),
-            "--cluster".as_ref(),
-            cluster.as_os_str(),
-            "--to".as_ref(),
-            pulled.as_os_str(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    let there: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(pulled.join("results.json")).unwrap())
-            .unwrap();
+    let (pulled, there) = run_and_pull(&d, &cluster, &[]);
     let local = experiment(d.path(), "here");
     let (code, out, err) = d.run(&[local.as_os_str(), "--no-site".as_ref()], &[]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -161,21 +180,7 @@ cat hosts.json
     )
     .unwrap();
     assert_eq!(essence(&there), essence(&here), "same trials and winners");
-    let hosts: std::collections::BTreeSet<String> = there
-        .iter()
-        .filter(|r| r["stage"] == "train")
-        .map(|r| {
-            std::fs::read_to_string(
-                pulled
-                    .join("trials")
-                    .join(r["id"].as_str().unwrap())
-                    .join("out/host"),
-            )
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-        })
-        .collect();
+    let hosts = train_hosts(&pulled, &there);
     assert!(
         hosts
             .iter()

@@ -5,7 +5,6 @@
 //! experiment runs on its nodes, and `cluster down` releases it.
 
 use super::*;
-use serde_json::Value;
 
 const BED: u32 = 172;
 
@@ -104,46 +103,10 @@ fn the_slurm_plugin_runs_an_experiment_on_an_allocation_and_releases_it() {
     assert!(out.contains(": n2, ") && out.contains(": n3, "), "{out}");
     assert_eq!(squeue(&conf), "RUNNING n[2-3]", "the allocation is held");
 
-    let remote = super::end_to_end::experiment(d.path(), "there");
-    let (code, out, err) = d.run(
-        &[
-            remote.as_os_str(),
-            "--cluster".as_ref(),
-            cluster.as_os_str(),
-            "--no-site".as_ref(),
-        ],
-        &env,
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    let pulled = d.path().join("pulled");
-    let (code, out, err) = d.run(
-        &[
-            "pull".as_ref(),
-            "custom".as_ref(),
-            "--cluster".as_ref(),
-            cluster.as_os_str(),
-            "--to".as_ref(),
-            pulled.as_os_str(),
-        ],
-        &env,
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    let rows: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(pulled.join("results.json")).unwrap())
-            .unwrap();
+    let (pulled, rows) = super::end_to_end::run_and_pull(&d, &cluster, &env);
     assert_eq!(rows.len(), 6, "four trials, then the two survivors");
     assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{rows:?}");
-    let hosts: std::collections::BTreeSet<String> = rows
-        .iter()
-        .filter(|r| r["stage"] == "train")
-        .map(|r| {
-            let id = r["id"].as_str().unwrap();
-            std::fs::read_to_string(pulled.join("trials").join(id).join("out/host"))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        })
-        .collect();
+    let hosts = super::end_to_end::train_hosts(&pulled, &rows);
     let nodes: std::collections::BTreeSet<String> =
         [bed.addr(2).to_string(), bed.addr(3).to_string()].into();
     assert!(
