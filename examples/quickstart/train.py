@@ -47,6 +47,7 @@ def train(args):
     }
     data, val = moons(400, 1), moons(200, 2)
     metrics = open(os.environ.get("FLAMBE_METRICS", os.devnull), "a")
+    os.makedirs(args.out, exist_ok=True)
     for epoch in range(1, args.epochs + 1):
         rng.shuffle(data)
         loss = 0.0
@@ -62,12 +63,21 @@ def train(args):
                 model["b1"][j] -= args.lr * gh
             model["b2"] -= args.lr * g
         record = {"step": epoch, "loss": loss / len(data), "val_acc": accuracy(model, val)}
+        # The model of every epoch is saved before the epoch is reported:
+        # a trial a scheduler stops early (ASHA) still leaves the model its
+        # last metrics are of, for the next stage to evaluate.
+        save(model, args.out)
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
         print(f"epoch {epoch}: loss {record['loss']:.4f} val_acc {record['val_acc']:.3f}", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "model.json"), "w") as f:
+
+
+def save(model, out):
+    """model.json, replaced whole (a kill mid-write leaves the last one)."""
+    tmp = os.path.join(out, "model.json.tmp")
+    with open(tmp, "w") as f:
         json.dump(model, f)
+    os.replace(tmp, os.path.join(out, "model.json"))
 
 
 def evaluate(args):
