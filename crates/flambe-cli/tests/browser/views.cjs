@@ -22,7 +22,7 @@ const path = require("path");
 
     // The list of experiments, then one of them, under its own prefix.
     await page.goto(url);
-    await page.waitForFunction(() => document.querySelectorAll("tr.experiment-row").length >= 2);
+    await page.waitForFunction(() => document.querySelectorAll("tr.experiment-row").length >= 3);
     seen.experiments = await page.$$eval("tr.experiment-row", (trs) => trs.map((tr) => ({ name: tr.dataset.name, cells: [...tr.children].map((td) => td.textContent.trim()) })));
     await shot(page, "experiments.png");
     await page.click(`tr.experiment-row[data-name="${name}"] a`);
@@ -120,6 +120,13 @@ const path = require("path");
     await page.waitForTimeout(300);
     seen.phone = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
     await shot(page, "stage-phone.png");
+
+    // The ASHA example's stage: a × where each stopped trial stopped.
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(new URL(page.url()).origin + "/x/search-space/#/stage/train");
+    await page.waitForFunction(() => document.querySelector("[data-testid=stage-curves]")?.dataset.stoppedMarks !== undefined);
+    seen.stoppedMarks = await page.$eval("[data-testid=stage-curves]", (el) => Number(el.dataset.stoppedMarks));
+    await shot(page, "stage-asha.png");
   } finally {
     await browser.close();
   }

@@ -199,6 +199,17 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
     let search = write_search(dir.path(), "views");
     run_ok(&search);
     run_ok(&write_experiment(dir.path(), "other", 0.0));
+    // The ASHA example, as a user has it: its stopped trials are marked.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(examples.join("quickstart"))
+        .arg(examples.join("search-space.yaml"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    run_ok(&dir.path().join("search-space.yaml"));
     let (mut site, url) = start_site(&dir.path().join("runs"));
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("site-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -246,7 +257,7 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(listed, ["other", "views"]);
+    assert_eq!(listed, ["other", "search-space", "views"]);
     assert_eq!(seen["overviewPath"], "/x/views/");
     let pipeline = seen["pipeline"].to_string();
     assert!(
@@ -380,6 +391,17 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
         seen["logY"], 3,
         "the log-y switch makes the y scale logarithmic"
     );
+
+    // Trials the scheduler stopped are marked where they stopped.
+    let asha = get_json(&url, "/x/search-space/api/v1/stages/train").1;
+    let stopped = asha["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "stopped")
+        .count();
+    assert!(stopped > 0, "ASHA stopped some: {asha}");
+    assert_eq!(seen["stoppedMarks"], stopped, "one × per stopped trial");
 
     // A phone-width screen scrolls nothing sideways but the tables.
     assert!(
