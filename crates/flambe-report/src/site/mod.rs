@@ -70,6 +70,8 @@ pub(super) struct SiteState {
     live: Mutex<HashMap<String, LiveSummaries>>,
     /// Each stage's metric names so far, and the cursor they were read to.
     metric_names: Mutex<HashMap<String, (i64, std::collections::BTreeSet<String>)>>,
+    /// Each (stage, metric)'s curves, read on likewise for whole answers.
+    curves: Mutex<HashMap<(String, String), curves::KeptCurves>>,
 }
 
 /// A stage's ranked rows, read on from `live` when there is one.
@@ -143,6 +145,7 @@ fn experiment_routes(dir: ResultsDir, tensorboard: Option<String>) -> Router {
         tensorboard,
         live: Mutex::default(),
         metric_names: Mutex::default(),
+        curves: Mutex::default(),
     });
     assets::routes()
         .route("/api/v1/experiment", get(experiment))
