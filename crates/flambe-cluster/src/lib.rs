@@ -68,7 +68,7 @@ pub use provision::{HostProvisioned, ensure as provision};
 pub use ray::{DASHBOARD_PORT, RAY_VERSION, start_ray, stop_ray};
 pub use remote_home::{ExperimentHome, RemoteHome};
 pub use ssh_provider::{UpReport, up};
-pub use state::{ClusterFiles, ClusterState, HostState, Installed, Provider};
+pub use state::{ClusterFiles, ClusterState, HostState, Installed, Offered, Provider};
 pub use status::{HostStatus, status};
 pub use sync::{rsync_down, rsync_up};
 pub use versioning::sha256_file;

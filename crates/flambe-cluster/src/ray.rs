@@ -98,6 +98,20 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
             let ip = hs.private.clone();
             let head_ip = head_ip.clone();
             let env = env.clone();
+            // What a custom cluster's program gave the host, else its own.
+            let offered = hs.offered.unwrap_or_default();
+            let cpus = offered
+                .cpus
+                .map_or_else(|| "$(nproc)".to_string(), |n| n.to_string());
+            let gpus = offered.gpus.map_or_else(
+                || {
+                    format!(
+                        "$(cat {} 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU'))",
+                        RemoteHome::relative().gpus()
+                    )
+                },
+                |n| n.to_string(),
+            );
             async move {
                 let stale = if new_head {
                     format!("{}; ", stop_node(&ip))
@@ -106,10 +120,8 @@ pub async fn start_ray(cluster: &Cluster) -> Result<RayCluster, ClusterError> {
                 };
                 h.check(&format!(
                     "{env} {stale}{running} || ray start --address {head_ip}:{GCS_PORT} --node-ip-address {ip} \
-                     --num-cpus $(nproc) --num-gpus $(cat {gpus} 2>/dev/null || (nvidia-smi -L 2>/dev/null | grep -c '^GPU')) \
-                     --disable-usage-stats",
+                     --num-cpus {cpus} --num-gpus {gpus} --disable-usage-stats",
                     running = raylet_running(&ip),
-                    gpus = RemoteHome::relative().gpus()
                 ))
                 .await
             }

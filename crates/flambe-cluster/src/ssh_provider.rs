@@ -95,6 +95,7 @@ pub async fn up(cfg: &SshCluster) -> Result<UpReport, ClusterError> {
                     setup_done: known.map(|h| h.setup_done.clone()).unwrap_or_default(),
                     binary: known.and_then(|h| h.binary.clone()),
                     installed: known.map(|h| h.installed.clone()).unwrap_or_default(),
+                    offered: known.and_then(|h| h.offered),
                 }
             })
             .collect(),

@@ -88,6 +88,19 @@ pub struct HostState {
     /// What flambe installed here (OS packages, Ray, TensorBoard), in order.
     #[serde(default)]
     pub installed: Vec<Installed>,
+    /// CPUs and GPUs a custom cluster's program gave this host (a Slurm
+    /// allocation's share): Ray offers these instead of the host's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered: Option<Offered>,
+}
+
+/// What a custom cluster's program says a host offers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Offered {
+    /// CPUs, when it said.
+    pub cpus: Option<u64>,
+    /// GPUs, when it said.
+    pub gpus: Option<u64>,
 }
 
 impl ClusterState {

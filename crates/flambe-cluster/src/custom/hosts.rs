@@ -8,6 +8,8 @@
 //! ```
 //!
 //! `private` defaults to `public`; `name`, `cpus` and `gpus` are optional.
+//! `cpus` and `gpus` of a factory are what Ray offers there (a Slurm
+//! allocation's share), instead of the host's own counts.
 
 use super::CustomError;
 use super::protocol::{head, json_answer, kind};

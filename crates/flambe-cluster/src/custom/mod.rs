@@ -17,7 +17,7 @@ pub use protocol::{Action, PROTOCOL};
 use crate::error::ClusterError;
 use crate::home::cluster_dir;
 use crate::ssh_provider::{UpReport, probe};
-use crate::state::{ClusterFiles, Provider};
+use crate::state::{ClusterFiles, Offered, Provider};
 use flambe_config::{CustomCluster, HostAddr, SshCluster};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -156,7 +156,20 @@ pub async fn up(cfg: &CustomCluster) -> Result<CustomUp, ClusterError> {
     let files = ClusterFiles::new(cluster_dir(&cfg.name));
     if let Ok(Some(mut state)) = files.load() {
         state.provider = Provider::Custom;
-        let _ = files.save(&state);
+        // What each host offers, as the program said, for Ray to offer.
+        let all = std::iter::once(&hosts.orchestrator).chain(&hosts.factories);
+        for (kept, said) in state.hosts.iter_mut().zip(all) {
+            kept.offered = (said.cpus.is_some() || said.gpus.is_some()).then_some(Offered {
+                cpus: said.cpus,
+                gpus: said.gpus,
+            });
+        }
+        files
+            .save(&state)
+            .map_err(|source| ClusterError::Io {
+                what: format!("cannot save {}", files.state().display()),
+                source,
+            })?;
     }
     Ok(CustomUp { hosts, ssh: report })
 }

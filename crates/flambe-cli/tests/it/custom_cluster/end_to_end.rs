@@ -169,6 +169,9 @@ cat hosts.json
     .unwrap();
     assert_eq!(state["provider"], "custom", "{state}");
     assert_eq!(state["hosts"].as_array().unwrap().len(), 3);
+    // What the program said each host offers is what Ray will offer there.
+    assert_eq!(state["hosts"][0].get("offered"), None, "{state}");
+    assert_eq!(state["hosts"][1]["offered"]["cpus"], 2, "{state}");
 
     // The experiment on the cluster (up runs again: it is idempotent).
     let (pulled, there) = run_and_pull(&d, &cluster, &[]);
