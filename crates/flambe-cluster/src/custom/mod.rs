@@ -164,12 +164,10 @@ pub async fn up(cfg: &CustomCluster) -> Result<CustomUp, ClusterError> {
                 gpus: said.gpus,
             });
         }
-        files
-            .save(&state)
-            .map_err(|source| ClusterError::Io {
-                what: format!("cannot save {}", files.state().display()),
-                source,
-            })?;
+        files.save(&state).map_err(|source| ClusterError::Io {
+            what: format!("cannot save {}", files.state().display()),
+            source,
+        })?;
     }
     Ok(CustomUp { hosts, ssh: report })
 }
