@@ -5,8 +5,8 @@
 //! next poll.
 
 use super::{
-    ApiError, ApiResult, Snapshot, assets, entry_of, error, experiment_routes, not_allowed,
-    not_found, summarize,
+    ApiError, ApiResult, SiteState, Snapshot, assets, entry_of, error, not_allowed, not_found,
+    routes_over, summarize,
 };
 use crate::api::{ExperimentEntry, ExperimentList, SiteStatus};
 use axum::Router;
@@ -24,8 +24,26 @@ use tower::ServiceExt;
 struct Many {
     root: PathBuf,
     tensorboard: Option<String>,
-    /// Each experiment's routes, made at its first request.
-    routes: Mutex<HashMap<String, Router>>,
+    /// Each experiment's routes and state, made at its first request (its
+    /// state's read-on caches serve the list too).
+    routes: Mutex<HashMap<String, (Router, Arc<SiteState>)>>,
+}
+
+impl Many {
+    /// The routes and state of experiment `name` (a folder of `root`).
+    fn experiment(&self, name: &str) -> (Router, Arc<SiteState>) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let state = SiteState::new(
+                    ResultsDir::at(self.root.join(name)),
+                    self.tensorboard.clone(),
+                );
+                (routes_over(state.clone()), state)
+            })
+            .clone()
+    }
 }
 
 pub(super) fn routes(root: PathBuf, tensorboard: Option<String>) -> Router {
@@ -59,11 +77,13 @@ fn experiment_folders(root: &Path) -> Vec<String> {
 }
 
 async fn listing(State(many): State<Arc<Many>>) -> ApiResult {
-    let root = many.root.clone();
     let experiments = tokio::task::spawn_blocking(move || {
-        experiment_folders(&root)
+        experiment_folders(&many.root)
             .into_iter()
-            .map(|name| entry(&root, name))
+            .map(|name| {
+                let (_, state) = many.experiment(&name);
+                entry(&many.root, name, &state)
+            })
             .collect::<Vec<_>>()
     })
     .await
@@ -77,7 +97,7 @@ async fn listing(State(many): State<Arc<Many>>) -> ApiResult {
 
 /// One experiment's line; one that cannot be read says why instead of
 /// hiding the others.
-fn entry(root: &Path, name: String) -> ExperimentEntry {
+fn entry(root: &Path, name: String, state: &SiteState) -> ExperimentEntry {
     let dir = root.join(&name);
     let href = format!("x/{}/", percent_encode(&name));
     let read = || -> Result<ExperimentEntry, ApiError> {
@@ -88,7 +108,7 @@ fn entry(root: &Path, name: String) -> ExperimentEntry {
             .map_err(|e| super::internal(&dir, e))?
             .unwrap_or_default();
         let exp = serde_json::from_str(&config).map_err(|e| super::internal(&dir, e))?;
-        let summary = summarize(&Snapshot { store, exp }, &dir, None, None)?;
+        let summary = summarize(&Snapshot { store, exp }, &dir, None, Some(&state.live))?;
         Ok(entry_of(&summary, href.clone()))
     };
     read().unwrap_or_else(|ApiError(_, message)| ExperimentEntry {
@@ -152,13 +172,7 @@ async fn one(
         )
         .into_response();
     }
-    let router = {
-        let mut routes = many.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes
-            .entry(name)
-            .or_insert_with(|| experiment_routes(ResultsDir::at(&dir), many.tensorboard.clone()))
-            .clone()
-    };
+    let (router, _) = many.experiment(&name);
     let (mut parts, body) = request.into_parts();
     // The rest of the path as it came (still percent-encoded), after
     // `/x/NAME/`.

@@ -140,13 +140,24 @@ pub fn router(served: Served, opts: SiteOptions) -> Router {
 
 /// One experiment's pages and API (no token: the caller's layer checks it).
 fn experiment_routes(dir: ResultsDir, tensorboard: Option<String>) -> Router {
-    let state = Arc::new(SiteState {
-        dir,
-        tensorboard,
-        live: Mutex::default(),
-        metric_names: Mutex::default(),
-        curves: Mutex::default(),
-    });
+    routes_over(SiteState::new(dir, tensorboard))
+}
+
+impl SiteState {
+    fn new(dir: ResultsDir, tensorboard: Option<String>) -> Arc<SiteState> {
+        Arc::new(SiteState {
+            dir,
+            tensorboard,
+            live: Mutex::default(),
+            metric_names: Mutex::default(),
+            curves: Mutex::default(),
+        })
+    }
+}
+
+/// The routes of one experiment over its state (which a site of many
+/// also reads for its list).
+fn routes_over(state: Arc<SiteState>) -> Router {
     assets::routes()
         .route("/api/v1/experiment", get(experiment))
         .route("/api/v1/experiments", get(listing_of_one))
