@@ -81,12 +81,10 @@ fn get_json(url: &str, path: &str) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-#[test]
-fn api_serves_every_view_and_refuses_unknown_ids_and_traversal() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_experiment(dir.path(), "api", 0.0);
+/// Run an experiment to its end, here, without a site of its own.
+fn run_ok(config: &Path) {
     let out = Command::new(bin())
-        .arg(&config)
+        .arg(config)
         .args(["--cpus", "2", "--no-site"])
         .output()
         .unwrap();
@@ -95,6 +93,13 @@ fn api_serves_every_view_and_refuses_unknown_ids_and_traversal() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn api_serves_every_view_and_refuses_unknown_ids_and_traversal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_experiment(dir.path(), "api", 0.0);
+    run_ok(&config);
     let (mut site, url) = start_site(&config);
 
     let (s, exp) = get_json(&url, "/api/v1/experiment");

@@ -37,19 +37,6 @@ pipeline:
     config
 }
 
-fn run_ok(config: &Path) {
-    let out = Command::new(bin())
-        .arg(config)
-        .args(["--cpus", "2", "--no-site"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn points(v: &Value) -> Vec<(i64, f64)> {
     v.as_array()
         .unwrap()
