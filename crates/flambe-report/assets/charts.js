@@ -35,11 +35,12 @@ function rangeHooks(el, state) {
 }
 
 /**
- * Lines over steps: `names` series with `colors`, fed `setData(xs, ys[])`.
+ * Lines over steps: `names` series with `colors`, fed `setData(xs, ys[])`
+ * (`stepped`: each value holds until the next).
  * Drag to zoom the x-range, double-click to reset, hover for the step and
  * every value (the legend), and a log-y switch.
  */
-export function lineChart(parent, { title, names, colors, xLabel = "step", height = 220, logSwitch = true, testid }) {
+export function lineChart(parent, { title, names, colors, xLabel = "step", height = 220, logSwitch = true, testid, stepped = false }) {
   const el = h("div", { class: "chart", "data-testid": testid });
   const head = h("div", { class: "chart-head" }, h("span", { class: "chart-title" }, title || ""));
   const state = { zoomed: false, log: false, data: [[], ...names.map(() => [])] };
@@ -59,7 +60,11 @@ export function lineChart(parent, { title, names, colors, xLabel = "step", heigh
       width: widthOf(plot), height,
       scales: { x: { time: false }, y: { distr: state.log ? 3 : 1 } },
       axes: [{ label: xLabel, size: 40 }, { size: 56, values: (_, ticks) => ticks.map(tick) }],
-      series: [{ label: xLabel, value: (_, v) => fmt(v) }, ...names.map((n, i) => ({ label: n, stroke: colors[i], width: 1.5, spanGaps: true, value: (_, v) => fmt(v), points: { size: 4 } }))],
+      series: [{ label: xLabel, value: (_, v) => fmt(v) }, ...names.map((n, i) => ({
+        label: n, stroke: colors[i], width: 1.5, spanGaps: true, value: (_, v) => fmt(v), points: { size: 4 },
+        // A value that holds until the next change (PBT's params) is a step, not a slope.
+        paths: stepped ? uPlot.paths.stepped({ align: 1 }) : undefined,
+      }))],
       hooks: rangeHooks(el, state),
     }, shown(), plot);
     u.over.addEventListener("dblclick", () => { state.zoomed = false; });

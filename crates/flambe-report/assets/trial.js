@@ -55,7 +55,7 @@ export function trialView(main, id, crumbs) {
     pbtChart?.destroy();
     pbtChart = null;
     if (!names.length) return;
-    pbtChart = lineChart(box, { title: "params over steps (PBT)", names, colors: names.map((_, i) => PALETTE[i % PALETTE.length]), testid: "pbt-params" });
+    pbtChart = lineChart(box, { title: "params over steps (PBT)", names, colors: names.map((_, i) => PALETTE[i % PALETTE.length]), testid: "pbt-params", stepped: true });
     const xs = [0, ...events.map((e) => e.step)];
     pbtChart.setData(xs, names.map((n) => { let v = t.params[n]; return [v, ...events.map((e) => (v = typeof e.params[n] === "number" ? e.params[n] : v))]; }));
   }

@@ -2,12 +2,12 @@
 // playwright-core over a finished experiment, served as one of several
 // (`flambe site save_path`). Prints one JSON object with what it saw, for
 // the Rust test to check against the API; screenshots go to OUTDIR.
-//   node views.cjs URL OUTDIR EXPERIMENT
+//   node views.cjs URL OUTDIR EXPERIMENT PBT_TRIAL
 const { chromium } = require(process.env.PLAYWRIGHT_CORE || "playwright-core");
 const path = require("path");
 
 (async () => {
-  const [url, outDir, name] = process.argv.slice(2);
+  const [url, outDir, name, pbtTrial] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -22,7 +22,7 @@ const path = require("path");
 
     // The list of experiments, then one of them, under its own prefix.
     await page.goto(url);
-    await page.waitForFunction(() => document.querySelectorAll("tr.experiment-row").length >= 3);
+    await page.waitForFunction(() => document.querySelectorAll("tr.experiment-row").length >= 4);
     seen.experiments = await page.$$eval("tr.experiment-row", (trs) => trs.map((tr) => ({ name: tr.dataset.name, cells: [...tr.children].map((td) => td.textContent.trim()) })));
     await shot(page, "experiments.png");
     await page.click(`tr.experiment-row[data-name="${name}"] a`);
@@ -127,6 +127,12 @@ const path = require("path");
     await page.waitForFunction(() => document.querySelector("[data-testid=stage-curves]")?.dataset.stoppedMarks !== undefined);
     seen.stoppedMarks = await page.$eval("[data-testid=stage-curves]", (el) => Number(el.dataset.stoppedMarks));
     await shot(page, "stage-asha.png");
+
+    // A PBT trial: its params over the steps.
+    await page.goto(new URL(page.url()).origin + `/x/pbt/#/trial/${pbtTrial}`);
+    await page.waitForFunction(() => document.querySelector("[data-testid=pbt-params]")?._uplot?.data[0].length > 1);
+    seen.pbtParams = await page.$eval("[data-testid=pbt-params]", (el) => ({ labels: el._uplot.series.slice(1).map((s) => s.label), data: el._uplot.data }));
+    await shot(page, "trial-pbt.png");
   } finally {
     await browser.close();
   }

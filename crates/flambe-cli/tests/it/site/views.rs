@@ -197,7 +197,24 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
         .unwrap();
     assert!(copied.success());
     run_ok(&dir.path().join("search-space.yaml"));
+    // A PBT run: a trial whose params changed over its steps.
+    run_ok(&crate::common::pbt::toy_config(
+        dir.path(),
+        "pbt",
+        crate::common::pbt::PBT_AND_EVAL,
+    ));
     let (mut site, url) = start_site(&dir.path().join("runs"));
+    let pbt_rows = get_json(&url, "/x/pbt/api/v1/stages/train").1;
+    let changed = pbt_rows["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t.get("schedule")
+                .is_some_and(|s| s.as_array().is_some_and(|s| !s.is_empty()))
+        })
+        .expect("PBT changed some trial's params")
+        .clone();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("site-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/views.cjs");
@@ -206,6 +223,7 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
         .arg(&url)
         .arg(&shots)
         .arg("views")
+        .arg(changed["id"].as_str().unwrap())
         .env("PLAYWRIGHT_CORE", &playwright)
         .env("CHROMIUM", &chromium)
         .output()
@@ -244,7 +262,7 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(listed, ["other", "search-space", "views"]);
+    assert_eq!(listed, ["other", "pbt", "search-space", "views"]);
     assert_eq!(seen["overviewPath"], "/x/views/");
     let pipeline = seen["pipeline"].to_string();
     assert!(
@@ -389,6 +407,28 @@ fn the_views_overlay_curves_brush_params_compare_two_trials_hover_and_zoom() {
         .count();
     assert!(stopped > 0, "ASHA stopped some: {asha}");
     assert_eq!(seen["stoppedMarks"], stopped, "one × per stopped trial");
+
+    // A PBT trial's params over its steps: where it started, then each change.
+    let schedule = changed["schedule"].as_array().unwrap();
+    let mut steps = vec![0];
+    steps.extend(schedule.iter().map(|e| e["step"].as_i64().unwrap()));
+    let mut rates = vec![changed["params"]["lr"].as_f64().unwrap()];
+    rates.extend(schedule.iter().map(|e| e["params"]["lr"].as_f64().unwrap()));
+    let chart = &seen["pbtParams"];
+    assert_eq!(chart["labels"], serde_json::json!(["lr"]), "{chart}");
+    let xs: Vec<i64> = chart["data"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let ys: Vec<f64> = chart["data"][1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!((xs, ys), (steps, rates), "{chart}");
 
     // A phone-width screen scrolls nothing sideways but the tables.
     assert!(
