@@ -121,12 +121,18 @@ pub async fn validate(cfg: &CustomCluster) -> Result<Vec<(String, String)>, Cust
 }
 
 /// Run the program's `up`, then bring its hosts up as an `!SSHCluster`.
-/// Hosts that do not answer within [`ANSWER_WITHIN`] are released with
-/// `down` (the rollback), and the error says so.
+/// Hosts of a new cluster that do not answer within [`ANSWER_WITHIN`] are
+/// released with `down` (the rollback), and the error says so; a cluster
+/// flambe knew before is left as it is.
 pub async fn up(cfg: &CustomCluster) -> Result<CustomUp, ClusterError> {
     let who = protocol::describe(cfg, Action::Up);
     let answer = protocol::call(cfg, Action::Up).await?;
     let hosts = hosts::parse(&who, &answer.stdout)?;
+    let files = ClusterFiles::new(cluster_dir(&cfg.name));
+    // Only a bring-up that made the cluster is rolled back: a cluster that
+    // was up before keeps its hosts (and its allocation) when some of them
+    // do not answer this time.
+    let known_before = matches!(files.load(), Ok(Some(_)));
     // What `down` needs, before anything can fail: a rollback or a later
     // `cluster down` may need it.
     std::fs::create_dir_all(cluster_dir(&cfg.name))
@@ -142,6 +148,9 @@ pub async fn up(cfg: &CustomCluster) -> Result<CustomUp, ClusterError> {
         })?;
     let ssh = as_ssh_cluster(cfg, &hosts);
     if let Err(unanswered) = wait_for_answers(&ssh).await {
+        if known_before {
+            return Err(unanswered);
+        }
         let rollback = protocol::call(cfg, Action::Down).await;
         if rollback.is_ok() {
             let _ = std::fs::remove_dir_all(cluster_dir(&cfg.name));
@@ -153,7 +162,6 @@ pub async fn up(cfg: &CustomCluster) -> Result<CustomUp, ClusterError> {
         });
     }
     let report = crate::ssh_provider::up(&ssh).await?;
-    let files = ClusterFiles::new(cluster_dir(&cfg.name));
     if let Ok(Some(mut state)) = files.load() {
         state.provider = Provider::Custom;
         // What each host offers, as the program said, for Ray to offer.

@@ -188,3 +188,32 @@ fn a_dry_run_of_a_command_cluster_runs_nothing() {
     assert!(out.contains("status: echo fine"), "{out}");
     assert!(!d.path().join("ran-up").exists());
 }
+
+/// A cluster flambe already knows is never rolled back: when its hosts do
+/// not answer this time, they (and whatever holds them) are left alone.
+#[test]
+fn a_known_cluster_whose_hosts_do_not_answer_is_not_rolled_back() {
+    let d = Dir::new();
+    // What an earlier bring-up recorded.
+    let known = d.cluster_dir("known");
+    std::fs::create_dir_all(&known).unwrap();
+    std::fs::write(
+        known.join("cluster.json"),
+        r#"{"name": "known", "provider": "custom", "username": "nobody", "port": 1, "hosts": []}"#,
+    )
+    .unwrap();
+    let up = r#"'echo "{\"orchestrator\": {\"public\": \"127.0.0.2\"}, \"factories\": [{\"public\": \"127.0.0.3\"}]}"'"#;
+    let config = command_cluster(&d, "known", up, "port: 1\n");
+    let (code, _, err) = d.run(
+        &[config.as_os_str()],
+        &[("FLAMBE_HOSTS_ANSWER_WITHIN", "1")],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot reach 2 of 2 hosts"), "{err}");
+    assert!(!err.contains("Rolled back"), "{err}");
+    assert!(!d.path().join("down.log").exists(), "down never ran");
+    assert!(
+        known.join("cluster.json").exists(),
+        "the cluster is still known"
+    );
+}
