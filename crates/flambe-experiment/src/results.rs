@@ -5,7 +5,7 @@
 //! last attempt (an early-stopped trial keeps what it reached), then by
 //! trial index, so ties always break the same way.
 
-use crate::live_summaries::LiveSummaries;
+use crate::live_curves::LiveCurves;
 use crate::state::{MetricSummary, Status, Store, Trial};
 use flambe_config::{Experiment, Mode, Stage};
 use serde::{Deserialize, Serialize};
@@ -140,42 +140,40 @@ pub fn stage_result(store: &Store, stage: &Stage) -> rusqlite::Result<StageResul
         Some(m) => store.stage_metric_summaries(&stage.name, m, stage.mode == Mode::Max)?,
         None => Default::default(),
     };
-    ranked(store, stage, summaries)
+    ranked(store, stage, store.stage_trials(&stage.name)?, summaries)
 }
 
 /// [`stage_result`] for a reader that asks again and again (the report
-/// site): the metric's summaries are kept in `live`, which reads only what
-/// was recorded since it last read.
+/// site): the metric's curves are kept in `live`, which reads only what
+/// was recorded since it last read, and the summaries folded from them.
 pub fn stage_result_live(
     store: &Store,
     stage: &Stage,
-    live: &mut LiveSummaries,
+    live: &mut LiveCurves,
 ) -> rusqlite::Result<StageResult> {
+    let trials = store.stage_trials(&stage.name)?;
     let Some(metric) = &stage.metric else {
-        return ranked(store, stage, Default::default());
+        return ranked(store, stage, trials, Default::default());
     };
-    let attempts: HashMap<String, u32> = store
-        .stage_trials(&stage.name)?
-        .into_iter()
-        .map(|t| (t.id, t.attempt))
-        .collect();
+    let attempts: HashMap<&str, u32> = trials.iter().map(|t| (t.id.as_str(), t.attempt)).collect();
+    live.refresh(store, &stage.name, metric)?;
     // A summary of an attempt that is no longer the trial's latest is no
     // summary of it: its new attempt has not reported yet.
     let summaries = live
-        .refresh(store, &stage.name, metric, stage.mode == Mode::Max)?
+        .summaries(stage.mode == Mode::Max)
         .into_iter()
-        .filter(|(id, (attempt, _))| attempts.get(id) == Some(attempt))
+        .filter(|(id, (attempt, _))| attempts.get(id.as_str()) == Some(attempt))
         .map(|(id, (_, summary))| (id, summary))
         .collect();
-    ranked(store, stage, summaries)
+    ranked(store, stage, trials, summaries)
 }
 
 fn ranked(
     store: &Store,
     stage: &Stage,
+    trials: Vec<Trial>,
     mut summaries: HashMap<String, MetricSummary>,
 ) -> rusqlite::Result<StageResult> {
-    let trials = store.stage_trials(&stage.name)?;
     let attempts = store.stage_attempt_counts(&stage.name)?;
     let mut schedules = store.stage_schedules(&stage.name)?;
     let mut rows = Vec::with_capacity(trials.len());

@@ -9,7 +9,6 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use flambe_experiment::{StageCurvePoints, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -116,16 +115,17 @@ pub(super) async fn stage_curves(
             return Ok(Json(answer).into_response());
         }
     }
-    // A whole answer, from the curves kept since the last one.
-    let mut kept = state.curves.lock().unwrap_or_else(|p| p.into_inner());
-    let kept = kept
+    // A whole answer, from the curves kept since the last request (the
+    // ranking reads on from the same).
+    let mut live = state.live.lock().unwrap_or_else(|p| p.into_inner());
+    let kept = live
         .entry((stage.name.clone(), metric.clone()))
         .or_default();
     answer.cursor = kept
         .refresh(&snap.store, &stage.name, &metric)
         .map_err(|e| internal(&dir, e))?;
     answer.trials = kept
-        .curves
+        .curves()
         .iter()
         .filter(|(id, (attempt, _))| attempts.get(*id) == Some(attempt))
         .map(|(id, (attempt, points))| {
@@ -139,56 +139,6 @@ pub(super) async fn stage_curves(
         })
         .collect();
     Ok(Json(answer).into_response())
-}
-
-/// A stage metric's curves as last read, and the cursor they were read to:
-/// the next whole answer reads only what was recorded since (a stage of
-/// 2,000 × 200 is otherwise 400,000 rows read for each page load).
-#[derive(Debug, Default)]
-pub(super) struct KeptCurves {
-    cursor: i64,
-    curves: BTreeMap<String, (u32, Vec<(i64, f64)>)>,
-}
-
-impl KeptCurves {
-    /// Read on; whole again when the record was replaced or a point
-    /// arrives out of step order. Returns the cursor read to.
-    fn refresh(&mut self, store: &Store, stage: &str, metric: &str) -> rusqlite::Result<i64> {
-        let read = store.stage_metric_points(stage, metric, self.cursor)?;
-        if read.cursor >= self.cursor && self.merge(read.curves) {
-            self.cursor = read.cursor;
-            return Ok(self.cursor);
-        }
-        self.curves.clear();
-        let all = store.stage_metric_points(stage, metric, 0)?;
-        self.merge(all.curves);
-        self.cursor = all.cursor;
-        Ok(self.cursor)
-    }
-
-    /// Append new points; false when one cannot be appended (a step at or
-    /// before one kept, or an older attempt).
-    fn merge(&mut self, new: Vec<StageCurvePoints>) -> bool {
-        for c in new {
-            let (attempt, points) = self
-                .curves
-                .entry(c.trial)
-                .or_insert((c.attempt, Vec::new()));
-            if c.attempt > *attempt {
-                *attempt = c.attempt;
-                points.clear();
-            } else if c.attempt < *attempt {
-                return false;
-            }
-            for p in c.points {
-                if points.last().is_some_and(|last| p.0 <= last.0) {
-                    return false;
-                }
-                points.push(p);
-            }
-        }
-        true
-    }
 }
 
 /// At most `limit` of `points` (at least 2): the first and the last, and

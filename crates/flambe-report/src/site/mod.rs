@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use flambe_config::{Experiment, ParamSpec};
 use flambe_experiment::Store;
-use flambe_experiment::{LiveSummaries, Row, stage_result, stage_result_live, trial_row};
+use flambe_experiment::{LiveCurves, Row, stage_result, stage_result_live, trial_row};
 use flambe_experiment::{ResultsDir, RunStatus};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -65,25 +65,28 @@ pub enum Served {
 pub(super) struct SiteState {
     dir: ResultsDir,
     tensorboard: Option<String>,
-    /// Each stage's metric summaries, read on from where the last request
-    /// left off (pages ask for the ranking every second).
-    live: Mutex<HashMap<String, LiveSummaries>>,
+    /// Each (stage, metric)'s curves, read on from where the last request
+    /// left off: the ranking and whole curve answers come from them (pages
+    /// ask for both every second).
+    live: Mutex<LiveStages>,
     /// Each stage's metric names so far, and the cursor they were read to.
     metric_names: Mutex<HashMap<String, (i64, std::collections::BTreeSet<String>)>>,
-    /// Each (stage, metric)'s curves, read on likewise for whole answers.
-    curves: Mutex<HashMap<(String, String), curves::KeptCurves>>,
 }
+
+/// The curves a site keeps, by (stage, metric).
+type LiveStages = HashMap<(String, String), LiveCurves>;
 
 /// A stage's ranked rows, read on from `live` when there is one.
 fn ranked_stage(
     snap: &Snapshot,
     stage: &flambe_config::Stage,
-    live: Option<&Mutex<HashMap<String, LiveSummaries>>>,
+    live: Option<&Mutex<LiveStages>>,
 ) -> rusqlite::Result<flambe_experiment::StageResult> {
     match live {
         Some(live) => {
             let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
-            let kept = live.entry(stage.name.clone()).or_default();
+            let metric = stage.metric.clone().unwrap_or_default();
+            let kept = live.entry((stage.name.clone(), metric)).or_default();
             stage_result_live(&snap.store, stage, kept)
         }
         None => stage_result(&snap.store, stage),
@@ -150,7 +153,6 @@ impl SiteState {
             tensorboard,
             live: Mutex::default(),
             metric_names: Mutex::default(),
-            curves: Mutex::default(),
         })
     }
 }
@@ -262,7 +264,7 @@ fn summarize(
     snap: &Snapshot,
     dir: &Path,
     tensorboard: Option<String>,
-    live: Option<&Mutex<HashMap<String, LiveSummaries>>>,
+    live: Option<&Mutex<LiveStages>>,
 ) -> Result<ExperimentSummary, ApiError> {
     let meta = |k: &str| snap.store.meta(k).ok().flatten();
     let started = num(meta("started"));
